@@ -1,0 +1,31 @@
+/**
+ * One balancer interface (HAProxy's lb_* hooks idea): the mechanism (eligibility, shared
+ * table access) is here, each algorithm supplies only its pick. Pure: no I/O, no clock; the
+ * only state is what the caller passes in or what the balancer object keeps per thread.
+ */
+import { ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_WEIGHT, HEALTH_UP, SLOT_STRIDE } from '../state/layout';
+
+/** The servers of one virtual service inside the shared Int32 slot table. */
+export interface ServerTable {
+  readonly slots: Int32Array;
+  /** Global index of this virtual service's first server. */
+  readonly base: number;
+  readonly count: number;
+}
+
+export interface Balancer {
+  /**
+   * Returns the local index (0..count-1) of the server for the next request, or -1 when no
+   * server may take it. `exclude` is a local index to skip (a server that just failed), or -1.
+   */
+  pick(exclude: number): number;
+}
+
+/** Weight of a server if it may take a new request now, else 0. */
+export function eligibleWeight(table: ServerTable, local: number): number {
+  const at = (table.base + local) * SLOT_STRIDE;
+  const slots = table.slots;
+  if (Atomics.load(slots, at + F_HEALTH) !== HEALTH_UP) return 0;
+  if (Atomics.load(slots, at + F_ADMIN) !== ADMIN_ONLINE) return 0;
+  return Atomics.load(slots, at + F_WEIGHT);
+}

@@ -1,0 +1,357 @@
+/**
+ * One proxied request: client request in through uWS, a server picked, the request written
+ * to a pooled connection, the response streamed back; retries, timeouts and aborts.
+ *
+ * Rules this file keeps (see DESIGN.md, hot path):
+ * - the uWS response is never touched after onAborted, end, or a tryEnd that completed;
+ * - request body chunks are copied (uWS detaches its ArrayBuffer when onData returns, and a
+ *   socket write may complete later), response body slices go to uWS as they are;
+ * - the server's in-flight counter is incremented once per attempt and decremented exactly
+ *   once, whatever happens (`releaseServer`);
+ * - nothing throws out of here: a failure ends this request with an error response and a
+ *   counter, and the thread keeps serving.
+ */
+import type { HttpResponse } from 'uWebSockets.js';
+import { ERRORS, errorIndex, type ErrorName } from '../errors';
+import { S, V, statusClassOffset } from '../state/stats';
+import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from '../upstream/connection';
+import type { RequestInfo } from './request-head';
+import type { ServerRuntime, ServiceRuntime } from './service';
+
+/** Request bodies up to this size are kept until the response starts, so the request can be replayed. */
+const REPLAY_LIMIT = 64 * 1024;
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+const CRLF = Buffer.from('\r\n');
+
+/** RFC 9110 §9.2.2 idempotent methods. */
+function isIdempotent(method: string): boolean {
+  return method === 'GET' || method === 'HEAD' || method === 'PUT' || method === 'DELETE' || method === 'OPTIONS' || method === 'TRACE';
+}
+
+export class Exchange implements UpstreamSink {
+  private server: ServerRuntime | null = null;
+  private connection: UpstreamConnection | null = null;
+  /** True while this exchange holds +1 on `server`'s in-flight counter. */
+  private holdsServer = false;
+  /** Body chunks sent so far, kept while small so a retry can resend them; null once given up. */
+  private replay: Buffer[] | null = [];
+  private replayBytes = 0;
+  private bodyDone: boolean;
+  private clientPaused = false;
+  private connectRetried = false;
+  private staleRetried = false;
+  /** The client response has begun (status written): errors can only close the connection now. */
+  private responding = false;
+  /** The client response is complete or the client is gone: `res` must not be touched. */
+  private resDone = false;
+  private ended = false;
+  private contentLength = -1;
+  /** Response body bytes uWS did not take yet (backpressure), copied, and their body offset. */
+  private tail: Buffer | null = null;
+  private tailOffset = 0;
+  private readonly bodyless: boolean;
+  deadline = 0;
+
+  constructor(
+    private readonly vs: ServiceRuntime,
+    private readonly res: HttpResponse,
+    private readonly request: RequestInfo,
+  ) {
+    this.bodyless = request.method === 'HEAD';
+    this.bodyDone = !request.chunked && request.contentLength <= 0;
+    vs.active.add(this);
+    vs.views.stats[vs.statBase + V.requests]++;
+  }
+
+  /** Starts the exchange: called once from the uWS handler after onAborted/onData are attached. */
+  start(): void {
+    if (this.vs.closing) {
+      this.fail('SHUTTING_DOWN');
+      return;
+    }
+    const local = this.vs.balancer.pick(-1);
+    if (local === -1) {
+      this.fail('NO_SERVER');
+      return;
+    }
+    this.sendTo(this.vs.servers[local], false);
+  }
+
+  // ---- client side (uWS callbacks) ----
+
+  /** uWS onData: a piece of the request body. */
+  onClientData(chunk: ArrayBuffer, isLast: boolean): void {
+    if (this.ended) return;
+    const size = chunk.byteLength;
+    if (size > 0) {
+      const copy = Buffer.allocUnsafe(size);
+      copy.set(new Uint8Array(chunk));
+      this.vs.views.stats[this.vs.statBase + V.bytes_in] += size;
+      if (this.replay !== null) {
+        this.replayBytes += size;
+        if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);
+        else this.replay = null;
+      }
+      if (this.connection !== null) this.writeBodyChunk(this.connection, copy);
+    }
+    if (isLast) {
+      this.bodyDone = true;
+      if (this.request.chunked && this.connection !== null) this.connection.socket.write(LAST_CHUNK);
+    }
+  }
+
+  /** uWS onAborted: the client connection is gone. */
+  onClientAborted(): void {
+    this.resDone = true;
+    if (this.ended) return;
+    this.vs.views.stats[this.vs.statBase + V.client_aborts]++;
+    this.countError('CLIENT_ABORTED');
+    this.dropConnection();
+    this.end();
+  }
+
+  // ---- server side (UpstreamSink) ----
+
+  onConnected(connection: UpstreamConnection): void {
+    void connection; // writes were queued before connect; nothing else to do
+  }
+
+  onResponseHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void {
+    this.replay = null; // the server has answered: no replay from here on
+    this.deadline = 0;
+    if (this.resDone) return;
+    this.responding = true;
+    this.contentLength = contentLength;
+    const stats = this.vs.views.stats;
+    const klass = statusClassOffset(status);
+    stats[this.vs.statBase + V.responses_1xx + klass]++;
+    if (this.server) stats[this.server.statBase + S.responses_1xx + klass]++;
+    const res = this.res;
+    res.writeStatus(headerBlock === '' ? statusLine : statusLine + headerBlock);
+    if (bodyless) {
+      this.resDone = true;
+      // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the Content-Length it would have had.
+      if (status === 204 || status === 304 || contentLength < 0) res.endWithoutBody(undefined, this.vs.closing);
+      else res.endWithoutBody(contentLength, this.vs.closing);
+    } else if (contentLength === 0) {
+      this.resDone = true;
+      res.end(undefined, this.vs.closing);
+    }
+  }
+
+  onResponseBody(chunk: Buffer): void {
+    if (this.resDone && this.tail === null) return;
+    const size = chunk.length;
+    this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
+    if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
+    if (this.contentLength >= 0) this.writeSizedBody(chunk);
+    else if (!this.res.write(chunk)) this.waitForClient();
+  }
+
+  onResponseComplete(): void {
+    this.releaseServer();
+    this.connection = null;
+    if (!this.resDone && this.contentLength < 0) {
+      // Chunked or close-delimited body: uWS ends its own chunked encoding.
+      this.resDone = true;
+      this.res.end(undefined, this.vs.closing);
+    }
+    if (this.tail === null) this.end();
+  }
+
+  onUpstreamFailure(phase: FailurePhase, code: FailureCode, reason: string): void {
+    void reason;
+    const server = this.server;
+    const connection = this.connection;
+    this.connection = null;
+    this.releaseServer();
+    if (this.ended || server === null) return;
+    const stats = this.vs.views.stats;
+    if (phase === 'connect') {
+      stats[server.statBase + S.connect_failures]++;
+      // Nothing reached the server: any method may go to another server, once.
+      if (!this.connectRetried && this.canReplay()) {
+        this.connectRetried = true;
+        const other = this.vs.balancer.pick(server.local);
+        if (other !== -1) {
+          stats[server.statBase + S.retries]++;
+          this.sendTo(this.vs.servers[other], false);
+          return;
+        }
+      }
+      stats[server.statBase + S.failures]++;
+      this.fail(code === 'connect-timeout' ? 'CONNECT_TIMEOUT' : 'CONNECT_FAILED');
+      return;
+    }
+    if (phase === 'before-response' && code === 'closed' && connection !== null && connection.responses > 0) {
+      // RFC 9112 §9.3.1: a kept-alive connection the server had already closed. Idempotent
+      // requests are retried on a fresh connection to the same server.
+      if (!this.staleRetried && isIdempotent(this.request.method) && this.canReplay()) {
+        this.staleRetried = true;
+        stats[server.statBase + S.retries]++;
+        this.sendTo(server, true);
+        return;
+      }
+    }
+    stats[server.statBase + S.failures]++;
+    this.fail(code === 'bad-response' ? 'BAD_RESPONSE' : 'SERVER_CLOSED');
+  }
+
+  onUpstreamDrain(): void {
+    if (this.clientPaused && !this.resDone) {
+      this.clientPaused = false;
+      this.res.resume();
+    }
+  }
+
+  runCorked(work: () => void): void {
+    if (this.resDone) work();
+    else this.res.cork(work);
+  }
+
+  /** Sweep: enforce the server timeout while waiting for a response. */
+  checkDeadline(now: number): void {
+    if (this.deadline !== 0 && now >= this.deadline && !this.ended) {
+      if (this.server) this.vs.views.stats[this.server.statBase + S.failures]++;
+      this.dropConnection();
+      this.fail('SERVER_TIMEOUT');
+    }
+  }
+
+  // ---- internals ----
+
+  private sendTo(server: ServerRuntime, fresh: boolean): void {
+    this.server = server;
+    Atomics.add(this.vs.views.servers, server.inflightIndex, 1);
+    this.holdsServer = true;
+    this.vs.views.stats[server.statBase + S.requests]++;
+    const connection = fresh ? server.pool.connectFresh() : server.pool.acquire();
+    this.connection = connection;
+    this.deadline = Date.now() + this.vs.config.timeouts.server;
+    connection.attach(this, this.bodyless);
+    const socket = connection.socket;
+    socket.cork();
+    socket.write(this.request.head);
+    if (this.replay !== null) for (const chunk of this.replay) this.writeBodyChunk(connection, chunk);
+    if (this.bodyDone && this.request.chunked) socket.write(LAST_CHUNK);
+    socket.uncork();
+  }
+
+  private writeBodyChunk(connection: UpstreamConnection, chunk: Buffer): void {
+    const socket = connection.socket;
+    let ok: boolean;
+    if (this.request.chunked) {
+      socket.cork();
+      socket.write(`${chunk.length.toString(16)}\r\n`);
+      socket.write(chunk);
+      ok = socket.write(CRLF);
+      socket.uncork();
+    } else {
+      ok = socket.write(chunk);
+    }
+    if (!ok && !this.clientPaused && !this.resDone) {
+      // The server reads slower than the client sends: stop reading the client.
+      this.clientPaused = true;
+      this.res.pause();
+    }
+  }
+
+  /** Content-Length body: tryEnd lets uWS write Content-Length and tells us what it could not send. */
+  private writeSizedBody(chunk: Buffer): void {
+    if (this.tail !== null) {
+      // Still waiting on the client: keep the rest in order behind what is pending.
+      this.tail = Buffer.concat([this.tail, chunk]);
+      return;
+    }
+    const offset = this.res.getWriteOffset();
+    const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
+    if (done) {
+      this.resDone = true;
+    } else if (!ok) {
+      this.tail = Buffer.from(chunk); // copy: the read buffer is reused
+      this.tailOffset = offset;
+      this.waitForClient();
+    }
+  }
+
+  /** Backpressure from the client: stop reading the server until uWS can write again. */
+  private waitForClient(): void {
+    this.connection?.socket.pause();
+    this.res.onWritable((offset) => this.onClientWritable(offset));
+  }
+
+  private onClientWritable(offset: number): boolean {
+    if (this.resDone && this.tail === null) return true;
+    if (this.tail !== null) {
+      const [ok, done] = this.res.tryEnd(this.tail.subarray(offset - this.tailOffset), this.contentLength);
+      if (done) {
+        this.resDone = true;
+        this.tail = null;
+        if (this.connection === null) this.end();
+        return true;
+      }
+      if (!ok) return false;
+      this.tail = null;
+    }
+    this.connection?.socket.resume();
+    return true;
+  }
+
+  private canReplay(): boolean {
+    return this.replay !== null;
+  }
+
+  private releaseServer(): void {
+    if (!this.holdsServer) return;
+    this.holdsServer = false;
+    Atomics.sub(this.vs.views.servers, this.server!.inflightIndex, 1);
+  }
+
+  /** Destroys the server connection (never reused) and releases the server. */
+  private dropConnection(): void {
+    const connection = this.connection;
+    this.connection = null;
+    connection?.destroy();
+    this.releaseServer();
+  }
+
+  /** Ends the request with carelb's own error response, or closes the client if it already began. */
+  private fail(name: ErrorName): void {
+    this.countError(name);
+    this.dropConnection();
+    if (!this.resDone) {
+      this.resDone = true;
+      if (this.responding) {
+        this.res.close(); // a partial response cannot be turned into an error: cut it so the client sees it was incomplete
+      } else {
+        const error = ERRORS[name];
+        this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(error.status)]++;
+        const res = this.res;
+        // A request body still arriving would be read as the next request: close instead.
+        const close = !this.bodyDone || this.vs.closing;
+        res.cork(() => {
+          res
+            .writeStatus(`${error.status} ${error.reason}`)
+            .writeHeader('content-type', 'text/plain; charset=utf-8')
+            .writeHeader('x-carelb-error', error.code)
+            .end(`${error.message}\n`, close);
+        });
+      }
+    }
+    this.end();
+  }
+
+  private countError(name: ErrorName): void {
+    this.vs.views.stats[this.vs.errorBase + errorIndex(name)]++;
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.deadline = 0;
+    this.tail = null;
+    this.replay = null;
+    this.vs.active.delete(this);
+    this.vs.onExchangeEnded();
+  }
+}

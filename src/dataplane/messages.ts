@@ -1,0 +1,27 @@
+/**
+ * Messages between the primary and a data-plane thread, over the MessagePort handed to the
+ * thread with its serve task. Nothing here is sent per request.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { Config } from '../config/schema';
+import type { LayoutShape } from '../state/layout';
+
+export interface ServeTask {
+  /** Thread slot: index of this thread's statistics region, and its CPU when pinning. */
+  slot: number;
+  config: Config;
+  shared: SharedArrayBuffer;
+  shape: LayoutShape;
+  port: MessagePort;
+}
+
+export type ToThread =
+  | { type: 'stop'; graceMs: number }
+  /** Fault injection for tests (only honoured when CARELB_FAULT_INJECTION=1). */
+  | { type: 'crash' };
+
+export type FromThread =
+  | { type: 'started'; slot: number; tid: number }
+  | { type: 'listening'; slot: number }
+  | { type: 'listen-failed'; slot: number; service: string; address: string }
+  | { type: 'crashed'; slot: number; error: string };

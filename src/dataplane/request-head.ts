@@ -1,0 +1,89 @@
+/**
+ * Copies a client request out of uWS and writes the request head carelb sends to a server.
+ *
+ * Runs inside the uWS request handler (the HttpRequest is only valid there). uWS hands header
+ * names lowercased and has already rejected the worst framing (CL + TE together). Headers are
+ * collected through one module-level callback, so copying a request allocates no closure.
+ *
+ * RFC 9110 §7.6.1: Connection and the fields it names, Keep-Alive, Proxy-Connection, TE,
+ * Trailer, Upgrade are hop-by-hop and removed; Transfer-Encoding and Content-Length are
+ * re-framed by carelb; Expect is answered by uWS itself (it sends 100 Continue) so it is not
+ * passed on. X-Forwarded-For gets the client's address appended; X-Forwarded-Proto, -Host and
+ * -Port are set by carelb.
+ */
+import type { HttpRequest } from 'uWebSockets.js';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'transfer-encoding',
+  'content-length',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+]);
+
+/** What the exchange needs to know about the request besides its head text. */
+export interface RequestInfo {
+  method: string;
+  /** Path and query as received. */
+  target: string;
+  host: string;
+  /** -1: no Content-Length. */
+  contentLength: number;
+  chunked: boolean;
+  /** The head to send to the server, ending with the blank line. */
+  head: string;
+}
+
+// Per-thread scratch state for the header callback (one request is copied at a time).
+let collected = '';
+let nominated: string[] | null = null;
+let forwardedFor = '';
+
+function collectHeader(name: string, value: string): void {
+  if (HOP_BY_HOP.has(name)) {
+    if (name === 'x-forwarded-for') forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
+    return;
+  }
+  if (nominated !== null && nominated.includes(name)) return;
+  collected += `${name}: ${value}\r\n`;
+}
+
+/**
+ * Copies the request. `clientAddress` is appended to X-Forwarded-For; `proto` and `port` are
+ * the virtual service's.
+ */
+export function copyRequest(req: HttpRequest, clientAddress: string, proto: string, port: string): RequestInfo {
+  const method = req.getCaseSensitiveMethod();
+  const query = req.getQuery();
+  const target = query ? `${req.getUrl()}?${query}` : req.getUrl();
+  const connection = req.getHeader('connection');
+  nominated = null;
+  if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') {
+    nominated = connection.toLowerCase().split(',').map((token) => token.trim());
+  }
+  const host = req.getHeader('host');
+  const lengthText = req.getHeader('content-length');
+  const chunked = req.getHeader('transfer-encoding') !== '';
+  collected = '';
+  forwardedFor = '';
+  req.forEach(collectHeader);
+  const contentLength = lengthText === '' ? -1 : Number(lengthText);
+  let framing = '';
+  if (chunked) framing = 'transfer-encoding: chunked\r\n';
+  else if (contentLength > 0) framing = `content-length: ${contentLength}\r\n`;
+  else if (method === 'POST' || method === 'PUT' || method === 'PATCH') framing = 'content-length: 0\r\n';
+  const xff = forwardedFor ? `${forwardedFor}, ${clientAddress}` : clientAddress;
+  const head =
+    `${method} ${target} HTTP/1.1\r\n${collected}${framing}x-forwarded-for: ${xff}\r\n` +
+    `x-forwarded-proto: ${proto}\r\nx-forwarded-host: ${host}\r\nx-forwarded-port: ${port}\r\n\r\n`;
+  collected = '';
+  return { method, target, host, contentLength, chunked, head };
+}

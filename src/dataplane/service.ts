@@ -1,0 +1,82 @@
+/**
+ * A virtual service as one data-plane thread runs it: its servers with their connection
+ * pools, its balancer over the shared table, its uWS app and listener, and the exchanges in
+ * flight. Created and used by one thread only.
+ */
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { createBalancer, type Balancer } from '../balance';
+import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
+import { F_INFLIGHT, SLOT_STRIDE, type SharedViews } from '../state/layout';
+import { ServerPool } from '../upstream/pool';
+import type { Exchange } from './exchange';
+
+export class ServerRuntime {
+  readonly pool: ServerPool;
+  /** Index of this server's in-flight counter in the shared Int32 table. */
+  readonly inflightIndex: number;
+  /** Index of this thread's first counter for this server in the Float64 stats. */
+  readonly statBase: number;
+
+  constructor(
+    readonly config: ServerConfig,
+    readonly local: number,
+    readonly global: number,
+    vs: VirtualServiceConfig,
+    views: SharedViews,
+    thread: number,
+  ) {
+    this.inflightIndex = global * SLOT_STRIDE + F_INFLIGHT;
+    this.statBase = views.layout.serverStat(thread, global, 0);
+    this.pool = new ServerPool({
+      host: config.address.host,
+      port: config.address.port,
+      connectTimeoutMs: vs.timeouts.connect,
+      idleMs: vs.timeouts.upstream_idle,
+      maxIdle: vs.max_idle_per_server,
+    });
+  }
+}
+
+export class ServiceRuntime {
+  readonly servers: ServerRuntime[];
+  readonly balancer: Balancer;
+  readonly statBase: number;
+  readonly errorBase: number;
+  readonly proto: string;
+  readonly portText: string;
+  /** Exchanges not yet finished, for timeouts and shutdown. */
+  readonly active = new Set<Exchange>();
+  listenSocket: us_listen_socket | null = null;
+  app: TemplatedApp | null = null;
+  /** Set during shutdown: responses close their connection. */
+  closing = false;
+
+  constructor(
+    readonly config: VirtualServiceConfig,
+    readonly index: number,
+    readonly views: SharedViews,
+    readonly thread: number,
+  ) {
+    const base = views.layout.vsServerBase[index];
+    this.servers = config.servers.map((server, local) => new ServerRuntime(server, local, base + local, config, views, thread));
+    this.balancer = createBalancer(config.balance, { slots: views.servers, base, count: config.servers.length });
+    this.statBase = views.layout.vsStat(thread, index, 0);
+    this.errorBase = views.layout.vsError(thread, index, 0);
+    this.proto = 'http';
+    this.portText = String(config.listen.port);
+  }
+
+  /** Timeouts and idle-connection expiry; called by the thread's sweep timer. */
+  sweep(now: number): void {
+    for (const server of this.servers) server.pool.sweep(now);
+    for (const exchange of this.active) exchange.checkDeadline(now);
+  }
+
+  /** Called by an exchange when it ends; wakes a shutdown waiting for the service to go idle. */
+  onExchangeEnded(): void {
+    if (this.onIdle !== null && this.active.size === 0) this.onIdle();
+  }
+
+  /** Set by a graceful stop: called when the last exchange ends. */
+  onIdle: (() => void) | null = null;
+}

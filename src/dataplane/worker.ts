@@ -1,0 +1,94 @@
+/**
+ * Data-plane thread entry: the long-running serve task piscina runs once per thread.
+ *
+ * It maps the shared state, opens a uWS listener for every virtual service (all threads bind
+ * the same address and port; the kernel spreads connections, SO_REUSEPORT), runs the
+ * timeout sweep, and resolves only when the primary asks it to stop. A thread must close
+ * every listener and socket before its loop ends (uWS aborts the whole process otherwise),
+ * so a crash is caught here, everything is closed, and only then does the thread exit for
+ * piscina to replace it.
+ */
+import { readlinkSync } from 'node:fs';
+import { loadNativeUws, type Uws } from '../native';
+import { mapShared } from '../state/layout';
+import { closeService, openFrontend, stopListening } from './frontend';
+import type { FromThread, ServeTask, ToThread } from './messages';
+import { ServiceRuntime } from './service';
+
+const SWEEP_INTERVAL_MS = 100;
+
+function threadId(): number {
+  // "/proc/thread-self" links to "PID/task/TID".
+  return Number(readlinkSync('/proc/thread-self').split('/').pop());
+}
+
+export default async function serve(task: ServeTask): Promise<string> {
+  const { slot, port } = task;
+  const send = (message: FromThread) => port.postMessage(message);
+  const uws: Uws = loadNativeUws();
+  const views = mapShared(task.shared, task.shape);
+  const services = task.config.virtual_services.map((vs, index) => new ServiceRuntime(vs, index, views, slot));
+  send({ type: 'started', slot, tid: threadId() });
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const vs of services) vs.sweep(now);
+  }, SWEEP_INTERVAL_MS);
+
+  let finish: (result: string) => void = () => {};
+  const done = new Promise<string>((resolve) => (finish = resolve));
+
+  const closeEverything = () => {
+    clearInterval(sweep);
+    for (const vs of services) closeService(uws, vs);
+    port.close();
+  };
+
+  const onCrash = (error: unknown) => {
+    send({ type: 'crashed', slot, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    closeEverything();
+    // Let libuv finish closing the handles before the thread goes.
+    setImmediate(() => process.exit(1));
+  };
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+
+  const stop = async (graceMs: number) => {
+    for (const vs of services) {
+      stopListening(uws, vs);
+      vs.closing = true;
+      for (const server of vs.servers) server.pool.closeIdle();
+    }
+    const idle = services.map(
+      (vs) =>
+        new Promise<void>((resolve) => {
+          if (vs.active.size === 0) resolve();
+          else vs.onIdle = resolve;
+        }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(idle), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    closeEverything();
+    finish('stopped');
+  };
+
+  port.on('message', (message: ToThread) => {
+    if (message.type === 'stop') void stop(message.graceMs);
+    else if (message.type === 'crash' && process.env.CARELB_FAULT_INJECTION === '1') {
+      setImmediate(() => {
+        throw new Error('fault injection: thread crash requested');
+      });
+    }
+  });
+
+  for (const vs of services) {
+    if (!(await openFrontend(uws, vs))) {
+      send({ type: 'listen-failed', slot, service: vs.config.name, address: `${vs.config.listen.host}:${vs.config.listen.port}` });
+      closeEverything();
+      return 'listen-failed';
+    }
+  }
+  send({ type: 'listening', slot });
+  return done;
+}

@@ -1,0 +1,40 @@
+/**
+ * The error catalogue: every failure carelb answers on its own has a stable code (never
+ * reused for another meaning), the HTTP status the client gets, and a short text. Codes are
+ * sent in the `x-carelb-error` response header and counted per virtual service, so an
+ * operator can grep logs and graph counters by the same name.
+ */
+
+export interface CarelbError {
+  readonly code: string;
+  readonly status: number;
+  /** Status line text sent with `status`. */
+  readonly reason: string;
+  /** Body of the error response: short, no internal detail. */
+  readonly message: string;
+}
+
+function define<K extends string>(entries: Record<K, Omit<CarelbError, 'code'> & { code: string }>) {
+  return entries;
+}
+
+export const ERRORS = define({
+  NO_SERVER: { code: 'CLB_NO_SERVER', status: 503, reason: 'Service Unavailable', message: 'no server is available to handle this request' },
+  CONNECT_FAILED: { code: 'CLB_CONNECT_FAILED', status: 502, reason: 'Bad Gateway', message: 'could not connect to a server' },
+  CONNECT_TIMEOUT: { code: 'CLB_CONNECT_TIMEOUT', status: 504, reason: 'Gateway Timeout', message: 'timed out connecting to a server' },
+  SERVER_CLOSED: { code: 'CLB_SERVER_CLOSED', status: 502, reason: 'Bad Gateway', message: 'the server closed the connection before a complete response' },
+  BAD_RESPONSE: { code: 'CLB_BAD_RESPONSE', status: 502, reason: 'Bad Gateway', message: 'the server sent an invalid response' },
+  SERVER_TIMEOUT: { code: 'CLB_SERVER_TIMEOUT', status: 504, reason: 'Gateway Timeout', message: 'the server did not respond in time' },
+  CLIENT_ABORTED: { code: 'CLB_CLIENT_ABORTED', status: 499, reason: 'Client Closed Request', message: 'the client went away' },
+  BAD_REQUEST: { code: 'CLB_BAD_REQUEST', status: 400, reason: 'Bad Request', message: 'malformed request' },
+  SHUTTING_DOWN: { code: 'CLB_SHUTTING_DOWN', status: 503, reason: 'Service Unavailable', message: 'carelb is shutting down' },
+});
+
+export type ErrorName = keyof typeof ERRORS;
+
+/** Error names in a fixed order: index i is the i-th error counter slot in shared state. */
+export const ERROR_NAMES = Object.keys(ERRORS) as ErrorName[];
+
+export function errorIndex(name: ErrorName): number {
+  return ERROR_NAMES.indexOf(name);
+}

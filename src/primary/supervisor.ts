@@ -1,0 +1,115 @@
+/**
+ * Supervises the data-plane threads through piscina: a fixed pool of N threads, one
+ * long-running serve task per thread. A thread that dies is replaced by piscina; the
+ * supervisor re-submits its serve task (same slot, so the same statistics region and CPU)
+ * while the other threads keep serving.
+ */
+import { MessageChannel } from 'node:worker_threads';
+import { join } from 'node:path';
+import { Piscina } from 'piscina';
+import type { Config } from '../config/schema';
+import type { FromThread, ServeTask, ToThread } from '../dataplane/messages';
+import type { Logger } from '../observe/log';
+import type { SharedViews } from '../state/layout';
+import { cpuForSlot, pinThread } from './pinning';
+
+interface Slot {
+  port: MessagePort | null;
+  listening: boolean;
+}
+
+type MessagePort = import('node:worker_threads').MessagePort;
+
+export class Supervisor {
+  private readonly pool: Piscina;
+  private readonly slots: Slot[] = [];
+  private stopping = false;
+  /** Threads replaced after dying. */
+  restarts = 0;
+  private readyWaiters: { resolve: () => void; reject: (error: Error) => void } | null = null;
+
+  constructor(
+    private readonly config: Config,
+    private readonly threads: number,
+    private readonly shared: SharedViews,
+    private readonly log: Logger,
+  ) {
+    this.pool = new Piscina({
+      filename: join(__dirname, '..', 'dataplane', 'worker.js'),
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: 2 ** 31 - 1,
+      concurrentTasksPerWorker: 1,
+      // Threads run an event loop for their whole life; piscina must not block it waiting for tasks.
+      atomics: 'disabled',
+      maxQueue: threads * 2,
+    });
+  }
+
+  /** Starts every thread; resolves when all listen, rejects when one cannot bind. */
+  start(): Promise<void> {
+    const ready = new Promise<void>((resolve, reject) => (this.readyWaiters = { resolve, reject }));
+    for (let slot = 0; slot < this.threads; slot++) {
+      this.slots.push({ port: null, listening: false });
+      this.runSlot(slot);
+    }
+    return ready;
+  }
+
+  /** Asks every thread to stop accepting, finish in-flight requests within graceMs, and close. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    const message: ToThread = { type: 'stop', graceMs };
+    for (const slot of this.slots) slot.port?.postMessage(message);
+    await this.pool.close({ force: false });
+    await this.pool.destroy();
+  }
+
+  /** Fault injection for tests: makes one thread crash. */
+  crashThread(slot: number): void {
+    this.slots[slot]?.port?.postMessage({ type: 'crash' } satisfies ToThread);
+  }
+
+  private runSlot(slot: number): void {
+    const { port1, port2 } = new MessageChannel();
+    this.slots[slot].port = port1;
+    this.slots[slot].listening = false;
+    port1.on('message', (message: FromThread) => this.onThreadMessage(message));
+    const task: ServeTask = { slot, config: this.config, shared: this.shared.buffer, shape: this.shared.layout.shape, port: port2 };
+    this.pool.run(task, { transferList: [port2] as never }).then(
+      () => port1.close(),
+      (error: Error) => {
+        port1.close();
+        if (this.stopping) return;
+        this.restarts++;
+        this.log.error({ slot, err: error.message }, 'data-plane thread died; replacing it');
+        this.runSlot(slot);
+      },
+    );
+  }
+
+  private onThreadMessage(message: FromThread): void {
+    switch (message.type) {
+      case 'started':
+        if (this.config.pin_workers) {
+          const cpu = cpuForSlot(message.slot);
+          void pinThread(message.tid, cpu).then((error) => {
+            if (error) this.log.warn({ slot: message.slot }, error);
+            else this.log.debug({ slot: message.slot, tid: message.tid, cpu }, 'thread pinned');
+          });
+        }
+        break;
+      case 'listening':
+        this.slots[message.slot].listening = true;
+        if (this.restarts > 0) this.log.info({ slot: message.slot }, 'replacement thread is serving');
+        if (this.slots.every((s) => s.listening)) this.readyWaiters?.resolve();
+        break;
+      case 'listen-failed':
+        this.readyWaiters?.reject(new Error(`virtual service ${message.service}: cannot listen on ${message.address} (address in use or not available)`));
+        break;
+      case 'crashed':
+        this.log.error({ slot: message.slot, err: message.error }, 'data-plane thread crashed');
+        break;
+    }
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Shared-memory layout: one SharedArrayBuffer that every data-plane thread and the primary map.
+ *
+ * Part 1, server slots (Int32, read and written with Atomics by every thread): one 64-byte
+ * cache line per server (stride 16 Int32s) so two servers' hot counters never share a line.
+ * Part 2, per-thread statistics (Float64): each thread adds only to its own region (a single
+ * writer, so plain `+=` is safe and cheap); the primary sums the regions to report. A thread
+ * that replaces a dead one takes over its region, so counts are never lost.
+ *
+ * No I/O here: the primary lays the buffer out, threads receive it with their task.
+ */
+import { ERROR_NAMES } from '../errors';
+import { SERVER_STATS, VS_STATS } from './stats';
+
+export const SLOT_STRIDE = 16;
+/** Server slot fields (Int32 index within a slot). */
+export const F_INFLIGHT = 0;
+export const F_HEALTH = 1;
+export const F_ADMIN = 2;
+export const F_WEIGHT = 3;
+
+export const HEALTH_DOWN = 0;
+export const HEALTH_UP = 1;
+export const ADMIN_ONLINE = 0;
+export const ADMIN_DRAIN = 1;
+export const ADMIN_HALT = 2;
+
+export interface LayoutShape {
+  /** Servers of each virtual service, in config order. */
+  serversPerVs: number[];
+  threadSlots: number;
+}
+
+export class SharedLayout {
+  readonly serverCount: number;
+  readonly vsCount: number;
+  /** First global server index of each virtual service. */
+  readonly vsServerBase: number[];
+  readonly threadStride: number;
+  readonly vsStatsBase: number;
+  readonly vsErrorsBase: number;
+  readonly serverBytes: number;
+
+  constructor(readonly shape: LayoutShape) {
+    this.vsCount = shape.serversPerVs.length;
+    this.vsServerBase = [];
+    let total = 0;
+    for (const n of shape.serversPerVs) {
+      this.vsServerBase.push(total);
+      total += n;
+    }
+    this.serverCount = total;
+    this.serverBytes = total * SLOT_STRIDE * 4;
+    this.vsStatsBase = total * SERVER_STATS.length;
+    this.vsErrorsBase = this.vsStatsBase + this.vsCount * VS_STATS.length;
+    this.threadStride = this.vsErrorsBase + this.vsCount * ERROR_NAMES.length;
+  }
+
+  byteLength(): number {
+    return this.serverBytes + this.shape.threadSlots * this.threadStride * 8;
+  }
+
+  /** Index of a server's field in the Int32 view. */
+  serverField(globalServer: number, field: number): number {
+    return globalServer * SLOT_STRIDE + field;
+  }
+
+  /** Index in the Float64 stats view of a thread's server counter. */
+  serverStat(thread: number, globalServer: number, stat: number): number {
+    return thread * this.threadStride + globalServer * SERVER_STATS.length + stat;
+  }
+
+  vsStat(thread: number, vs: number, stat: number): number {
+    return thread * this.threadStride + this.vsStatsBase + vs * VS_STATS.length + stat;
+  }
+
+  vsError(thread: number, vs: number, error: number): number {
+    return thread * this.threadStride + this.vsErrorsBase + vs * ERROR_NAMES.length + error;
+  }
+}
+
+/** The two typed views over one buffer. */
+export interface SharedViews {
+  layout: SharedLayout;
+  buffer: SharedArrayBuffer;
+  servers: Int32Array;
+  stats: Float64Array;
+}
+
+export function mapShared(buffer: SharedArrayBuffer, shape: LayoutShape): SharedViews {
+  const layout = new SharedLayout(shape);
+  return {
+    layout,
+    buffer,
+    servers: new Int32Array(buffer, 0, layout.serverCount * SLOT_STRIDE),
+    stats: new Float64Array(buffer, layout.serverBytes, layout.shape.threadSlots * layout.threadStride),
+  };
+}
+
+/** Allocates a zeroed buffer for `shape`; servers start up and online with weight 0 (set by the caller). */
+export function createShared(shape: LayoutShape): SharedViews {
+  const layout = new SharedLayout(shape);
+  return mapShared(new SharedArrayBuffer(layout.byteLength()), shape);
+}
+
+/** Sum of one Float64 stat over all thread regions. */
+export function sumOverThreads(views: SharedViews, indexForThread: (thread: number) => number): number {
+  let total = 0;
+  for (let t = 0; t < views.layout.shape.threadSlots; t++) total += views.stats[indexForThread(t)];
+  return total;
+}

@@ -1,0 +1,86 @@
+/**
+ * Per-thread pool of keep-alive connections to one server. LIFO reuse keeps the most
+ * recently used (warmest) connections busy and lets the others age out after `idleMs`.
+ * Owned and called by one data-plane thread only.
+ */
+import { UpstreamConnection, type ConnectionOwner } from './connection';
+
+export interface PoolOptions {
+  host: string;
+  port: number;
+  connectTimeoutMs: number;
+  idleMs: number;
+  maxIdle: number;
+}
+
+export class ServerPool implements ConnectionOwner {
+  private readonly idle: UpstreamConnection[] = [];
+  /** Every open connection, idle or busy or connecting. */
+  readonly open = new Set<UpstreamConnection>();
+
+  constructor(readonly options: PoolOptions) {}
+
+  /** An idle connection (reused) if one is left, else a new one (connecting). */
+  acquire(): UpstreamConnection {
+    while (this.idle.length > 0) {
+      const connection = this.idle.pop()!;
+      connection.idle = false;
+      if (!connection.isClosed) return connection;
+    }
+    const connection = new UpstreamConnection(this, this.options.host, this.options.port, this.options.connectTimeoutMs);
+    this.open.add(connection);
+    return connection;
+  }
+
+  /** A new connection regardless of idle ones: for the retry after a stale keep-alive. */
+  connectFresh(): UpstreamConnection {
+    const connection = new UpstreamConnection(this, this.options.host, this.options.port, this.options.connectTimeoutMs);
+    this.open.add(connection);
+    return connection;
+  }
+
+  release(connection: UpstreamConnection): void {
+    if (this.idle.length >= this.options.maxIdle) {
+      connection.destroy();
+      return;
+    }
+    connection.idle = true;
+    connection.idleSince = Date.now();
+    this.idle.push(connection);
+  }
+
+  forget(connection: UpstreamConnection): void {
+    this.open.delete(connection);
+    if (connection.idle) {
+      connection.idle = false;
+      const at = this.idle.indexOf(connection);
+      if (at !== -1) this.idle.splice(at, 1);
+    }
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** Closes idle connections older than idleMs and fails connects past their deadline. */
+  sweep(now: number): void {
+    // The oldest idle connections are at the bottom of the stack.
+    while (this.idle.length > 0 && now - this.idle[0].idleSince >= this.options.idleMs) {
+      this.idle[0].destroy();
+    }
+    for (const connection of this.open) {
+      if (!connection.connected && connection.connectDeadline !== 0 && now >= connection.connectDeadline) connection.timeoutConnect();
+    }
+  }
+
+  /** Closes every connection: idle ones at once, busy ones too (used on thread exit). */
+  closeAll(): void {
+    for (const connection of [...this.open]) connection.destroy();
+    this.idle.length = 0;
+  }
+
+  /** Closes idle connections only (drain on shutdown: busy ones finish first). */
+  closeIdle(): void {
+    while (this.idle.length > 0) this.idle[0].destroy();
+  }
+}

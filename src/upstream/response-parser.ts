@@ -1,0 +1,377 @@
+/**
+ * Incremental HTTP/1.1 response parser for server connections (RFC 9112).
+ *
+ * One parser per server connection, reused for every response on it. `execute` is called
+ * with each chunk read from the socket; body bytes are handed on as slices of that chunk
+ * (never copied, never concatenated), valid only during the callback. Only an incomplete
+ * response head that spans reads is copied, and it is bounded by `maxHeadBytes`.
+ *
+ * The head is reduced to what the client should see: hop-by-hop headers (RFC 9110 §7.6.1)
+ * and the framing headers the front end writes itself (Content-Length, Transfer-Encoding,
+ * Date) are dropped; everything else is joined into one `Name: value\r\n...` block so the
+ * front end can hand it to uWS in a single call.
+ */
+
+export interface ResponseEvents {
+  /** A final (non-1xx) response head. `contentLength` is -1 when the body is chunked or close-delimited. */
+  onHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void;
+  /** Body bytes (de-chunked). The slice is only valid during the call. */
+  onBody(chunk: Buffer): void;
+  /** The response is complete. */
+  onComplete(): void;
+  /** The response is malformed; the connection must not be reused. */
+  onParseError(reason: string): void;
+}
+
+const enum State {
+  Head,
+  BodyLength,
+  ChunkSize,
+  ChunkExtension,
+  ChunkSizeLf,
+  ChunkData,
+  ChunkDataCr,
+  ChunkDataLf,
+  Trailers,
+  BodyUntilClose,
+  Done,
+  Failed,
+}
+
+const CR = 13;
+const LF = 10;
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+/** Headers never passed to the client: hop-by-hop ones and those uWS writes itself. */
+const DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'date']);
+
+/** RFC 9110 §5.6.2 tchar, as a lookup table. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
+for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
+
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX[48 + c] = c;
+for (let c = 0; c < 6; c++) {
+  HEX[65 + c] = 10 + c;
+  HEX[97 + c] = 10 + c;
+}
+
+export class ResponseParser {
+  private state = State.Done;
+  private pendingHead: Buffer | null = null;
+  private remaining = 0;
+  private chunkSizeDigits = 0;
+  private trailerLineLength = 0;
+  private expectBodyless = false;
+  /** Whether the connection may carry another request after this response. */
+  keepAlive = false;
+  /** Whether any byte of the current response has been seen. */
+  started = false;
+  /** Final status of the current response, 0 before its head. */
+  status = 0;
+
+  constructor(
+    private readonly events: ResponseEvents,
+    private readonly maxHeadBytes = 64 * 1024,
+  ) {}
+
+  /** Prepares for the response to a new request. `bodyless`: the request was HEAD. */
+  expect(bodyless: boolean): void {
+    this.state = State.Head;
+    this.expectBodyless = bodyless;
+    this.pendingHead = null;
+    this.started = false;
+    this.status = 0;
+    this.keepAlive = false;
+  }
+
+  /** Done or failed: nothing more to read for this request. */
+  private get settled(): boolean {
+    return this.state === State.Done || this.state === State.Failed;
+  }
+
+  /** True once a response has completed and nothing unexpected followed. */
+  get idle(): boolean {
+    return this.state === State.Done;
+  }
+
+  /** Feeds bytes read from the socket. */
+  execute(data: Buffer): void {
+    if (data.length === 0) return;
+    if (this.state === State.Done || this.state === State.Failed) {
+      // Bytes nobody asked for: the server is confused, the connection cannot be trusted.
+      this.fail('data received without a pending request');
+      return;
+    }
+    this.started = true;
+    let pos = 0;
+    while (pos < data.length && !this.settled) pos = this.step(data, pos);
+    if (pos < data.length && (this.state as State) === State.Done) {
+      this.keepAlive = false; // extra bytes after a complete response: never reuse this connection
+    }
+  }
+
+  /** The server closed its side. Completes a close-delimited body, otherwise reports truncation. */
+  finish(): boolean {
+    if (this.state === State.BodyUntilClose) {
+      this.state = State.Done;
+      this.events.onComplete();
+      return true;
+    }
+    return this.state === State.Done;
+  }
+
+  private fail(reason: string): void {
+    this.state = State.Failed;
+    this.keepAlive = false;
+    this.events.onParseError(reason);
+  }
+
+  private step(data: Buffer, pos: number): number {
+    switch (this.state) {
+      case State.Head:
+        return this.readHead(data, pos);
+      case State.BodyLength: {
+        const take = Math.min(this.remaining, data.length - pos);
+        this.remaining -= take;
+        const end = pos + take;
+        this.events.onBody(pos === 0 && end === data.length ? data : data.subarray(pos, end));
+        if (this.remaining === 0) this.complete();
+        return end;
+      }
+      case State.BodyUntilClose:
+        this.events.onBody(pos === 0 ? data : data.subarray(pos));
+        return data.length;
+      case State.ChunkData: {
+        const take = Math.min(this.remaining, data.length - pos);
+        this.remaining -= take;
+        if (take > 0) this.events.onBody(data.subarray(pos, pos + take));
+        if (this.remaining === 0) this.state = State.ChunkDataCr;
+        return pos + take;
+      }
+      default:
+        return this.readChunkFraming(data, pos);
+    }
+  }
+
+  private complete(): void {
+    this.state = State.Done;
+    this.events.onComplete();
+  }
+
+  /** Chunk-size lines, the CRLF after chunk data, and trailers: byte by byte, they are short. */
+  private readChunkFraming(data: Buffer, pos: number): number {
+    while (pos < data.length) {
+      const byte = data[pos++];
+      switch (this.state) {
+        case State.ChunkSize: {
+          const digit = HEX[byte];
+          if (digit >= 0) {
+            if (++this.chunkSizeDigits > 13) return this.failAt('chunk size too large');
+            this.remaining = this.remaining * 16 + digit;
+          } else if (this.chunkSizeDigits === 0) {
+            return this.failAt('invalid chunk size');
+          } else if (byte === CR) {
+            this.state = State.ChunkSizeLf;
+          } else if (byte === 0x3b /* ; */ || byte === 0x20 || byte === 0x09) {
+            this.state = State.ChunkExtension;
+          } else {
+            return this.failAt('invalid chunk size');
+          }
+          break;
+        }
+        case State.ChunkExtension:
+          if (byte === CR) this.state = State.ChunkSizeLf;
+          else if (byte === LF || byte === 0) return this.failAt('invalid chunk extension');
+          break;
+        case State.ChunkSizeLf:
+          if (byte !== LF) return this.failAt('invalid chunk size line ending');
+          if (this.remaining === 0) {
+            this.state = State.Trailers;
+            this.trailerLineLength = 0;
+          } else {
+            this.state = State.ChunkData;
+          }
+          return pos;
+        case State.ChunkDataCr:
+          if (byte !== CR) return this.failAt('chunk data not followed by CRLF');
+          this.state = State.ChunkDataLf;
+          break;
+        case State.ChunkDataLf:
+          if (byte !== LF) return this.failAt('chunk data not followed by CRLF');
+          this.state = State.ChunkSize;
+          this.remaining = 0;
+          this.chunkSizeDigits = 0;
+          return pos;
+        case State.Trailers:
+          // Trailer fields are read and dropped: uWS cannot send trailers to the client.
+          if (byte === LF) {
+            if (this.trailerLineLength === 0) {
+              this.complete();
+              return pos;
+            }
+            this.trailerLineLength = 0;
+          } else if (byte !== CR) {
+            if (++this.trailerLineLength > this.maxHeadBytes) return this.failAt('trailers too large');
+          }
+          break;
+        default:
+          return this.failAt('parser in an unexpected state');
+      }
+    }
+    return pos;
+  }
+
+  private failAt(reason: string): number {
+    this.fail(reason);
+    return Number.MAX_SAFE_INTEGER;
+  }
+
+  private readHead(data: Buffer, pos: number): number {
+    let head = data;
+    let start = pos;
+    if (this.pendingHead) {
+      head = Buffer.concat([this.pendingHead, data.subarray(pos)]);
+      start = 0;
+    }
+    const end = head.indexOf(CRLFCRLF, start);
+    if (end === -1) {
+      if (head.length - start > this.maxHeadBytes) return this.failAt('response head too large');
+      // Rare: the head spans reads. Keep a copy, the read buffer is reused.
+      this.pendingHead = Buffer.from(head.subarray(start));
+      return data.length;
+    }
+    if (end - start > this.maxHeadBytes) return this.failAt('response head too large');
+    const consumedFromHead = end + 4;
+    const pendingLength = this.pendingHead ? this.pendingHead.length : 0;
+    this.pendingHead = null;
+    const error = this.parseHead(head, start, end);
+    if (error) return this.failAt(error);
+    // Translate the position back into `data`.
+    return pendingLength ? consumedFromHead - pendingLength + pos : consumedFromHead;
+  }
+
+  /** Parses `head[start, end)` (status line + fields, without the final CRLFCRLF). */
+  private parseHead(head: Buffer, start: number, end: number): string | null {
+    // Status line: HTTP/1.x SP 3DIGIT SP reason
+    if (end - start < 12 || head.toString('latin1', start, start + 7) !== 'HTTP/1.') return 'invalid status line';
+    const minor = head[start + 7];
+    if ((minor !== 0x30 && minor !== 0x31) || head[start + 8] !== 0x20) return 'unsupported HTTP version';
+    const d0 = head[start + 9] - 48;
+    const d1 = head[start + 10] - 48;
+    const d2 = head[start + 11] - 48;
+    if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return 'invalid status code';
+    const status = d0 * 100 + d1 * 10 + d2;
+    let lineEnd = head.indexOf(CR, start + 12);
+    if (lineEnd === -1 || lineEnd > end) lineEnd = end;
+    if (lineEnd > start + 12 && head[start + 12] !== 0x20) return 'invalid status line';
+    for (let i = start + 12; i < lineEnd; i++) {
+      const c = head[i];
+      if (c === LF || c === 0 || (c < 0x20 && c !== 0x09) || c === 0x7f) return 'invalid character in status line';
+    }
+    const statusLine = lineEnd > start + 13 ? head.toString('latin1', start + 9, lineEnd) : `${status} ${status === 200 ? 'OK' : 'Unknown'}`;
+
+    let contentLength = -1;
+    let chunked = false;
+    let hasTransferEncoding = false;
+    let connectionClose = minor === 0x30;
+    let connectionTokens: string | null = null;
+    let block = '';
+    let names: string[] | null = null;
+    let values: string[] | null = null;
+
+    let line = lineEnd + 2;
+    while (line < end) {
+      if (head[line - 1] !== LF || head[line - 2] !== CR) return 'invalid line ending';
+      let colon = -1;
+      let i = line;
+      for (; i < end; i++) {
+        const c = head[i];
+        if (c === CR) break;
+        if (colon === -1) {
+          if (c === 0x3a) colon = i;
+          else if (TCHAR[c] === 0) return i === line && (c === 0x20 || c === 0x09) ? 'obsolete line folding' : 'invalid header name';
+        } else if (c === LF || c === 0 || c === 0x7f || (c < 0x20 && c !== 0x09)) {
+          return 'invalid character in header value';
+        }
+      }
+      if (colon <= line) return 'invalid header line';
+      let valueStart = colon + 1;
+      let valueEnd = i;
+      while (valueStart < valueEnd && (head[valueStart] === 0x20 || head[valueStart] === 0x09)) valueStart++;
+      while (valueEnd > valueStart && (head[valueEnd - 1] === 0x20 || head[valueEnd - 1] === 0x09)) valueEnd--;
+      const name = head.toString('latin1', line, colon);
+      const value = head.toString('latin1', valueStart, valueEnd);
+      const lower = name.toLowerCase();
+      if (DROPPED.has(lower)) {
+        if (lower === 'content-length') {
+          if (!/^\d{1,15}$/.test(value)) return 'invalid Content-Length';
+          const length = Number(value);
+          if (contentLength !== -1 && contentLength !== length) return 'conflicting Content-Length values';
+          contentLength = length;
+        } else if (lower === 'transfer-encoding') {
+          hasTransferEncoding = true;
+          // RFC 9112 §6.3: the last coding decides; anything but a final chunked is close-delimited.
+          chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+        } else if (lower === 'connection') {
+          connectionTokens = connectionTokens ? `${connectionTokens},${value}` : value;
+        }
+      } else {
+        (names ??= []).push(lower);
+        (values ??= []).push(`\r\n${name}: ${value}`);
+      }
+      line = i + 2;
+    }
+    if (hasTransferEncoding && contentLength !== -1) return 'both Transfer-Encoding and Content-Length';
+
+    if (connectionTokens !== null) {
+      const tokens = connectionTokens.toLowerCase().split(',').map((t) => t.trim());
+      if (tokens.includes('close')) connectionClose = true;
+      else if (minor === 0x30 && tokens.includes('keep-alive')) connectionClose = false;
+      if (names) {
+        // RFC 9110 §7.6.1: drop the fields the Connection header names.
+        for (let k = 0; k < names.length; k++) if (tokens.includes(names[k])) values![k] = '';
+      }
+    }
+    if (values) block = values.join('');
+
+    if (status < 200) {
+      // 1xx interim response (e.g. 100 Continue): uWS cannot forward it; swallow and wait for the final one.
+      if (status === 101) return 'unexpected protocol switch';
+      this.state = State.Head;
+      return null;
+    }
+    this.status = status;
+    const bodyless = this.expectBodyless || status === 204 || status === 304;
+    this.keepAlive = !connectionClose;
+    if (bodyless) {
+      this.events.onHead(status, statusLine, block, contentLength, true);
+      this.complete();
+    } else if (hasTransferEncoding) {
+      if (chunked) {
+        this.state = State.ChunkSize;
+        this.remaining = 0;
+        this.chunkSizeDigits = 0;
+      } else {
+        this.state = State.BodyUntilClose;
+        this.keepAlive = false;
+      }
+      this.events.onHead(status, statusLine, block, -1, false);
+    } else if (contentLength >= 0) {
+      this.events.onHead(status, statusLine, block, contentLength, false);
+      if (contentLength === 0) this.complete();
+      else {
+        this.state = State.BodyLength;
+        this.remaining = contentLength;
+      }
+    } else {
+      this.state = State.BodyUntilClose;
+      this.keepAlive = false;
+      this.events.onHead(status, statusLine, block, -1, false);
+    }
+    return null;
+  }
+}

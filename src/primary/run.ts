@@ -5,11 +5,13 @@
 import { workerCount } from '../config/load';
 import type { Config } from '../config/schema';
 import { createLogger, type Logger } from '../observe/log';
+import type { SharedViews } from '../state/layout';
 import { layoutFor } from './shared-state';
 import { Supervisor } from './supervisor';
 
 export interface Running {
   supervisor: Supervisor;
+  shared: SharedViews;
   stop(): Promise<void>;
 }
 
@@ -46,5 +48,5 @@ export async function runCarelb(config: Config, log: Logger = createLogger(), on
       supervisor.crashThread(0);
     });
   }
-  return { supervisor, stop };
+  return { supervisor, shared, stop };
 }

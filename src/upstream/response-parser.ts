@@ -42,8 +42,67 @@ const CR = 13;
 const LF = 10;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
-/** Headers never passed to the client: hop-by-hop ones and those uWS writes itself. */
-const DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'date']);
+const enum Field {
+  Keep,
+  /** Hop-by-hop, or written by uWS itself (Date). */
+  Drop,
+  ContentLength,
+  TransferEncoding,
+  Connection,
+}
+
+/** Case-insensitive match of head[at, at+name.length) against a lowercase name. */
+function nameIs(head: Buffer, at: number, name: string): boolean {
+  for (let k = 0; k < name.length; k++) if ((head[at + k] | 0x20) !== name.charCodeAt(k)) return false;
+  return true;
+}
+
+/**
+ * What to do with a response field, from its name's bytes: hop-by-hop fields (RFC 9110
+ * §7.6.1) and those uWS writes itself (Content-Length, Date) are not passed to the client.
+ * Dispatching on length first keeps the common case (a field to keep) to one switch.
+ */
+function framingField(head: Buffer, at: number, length: number): Field {
+  switch (length) {
+    case 2:
+      return nameIs(head, at, 'te') ? Field.Drop : Field.Keep;
+    case 4:
+      return nameIs(head, at, 'date') ? Field.Drop : Field.Keep;
+    case 7:
+      return nameIs(head, at, 'trailer') || nameIs(head, at, 'upgrade') ? Field.Drop : Field.Keep;
+    case 10:
+      if (nameIs(head, at, 'connection')) return Field.Connection;
+      return nameIs(head, at, 'keep-alive') ? Field.Drop : Field.Keep;
+    case 14:
+      return nameIs(head, at, 'content-length') ? Field.ContentLength : Field.Keep;
+    case 16:
+      return nameIs(head, at, 'proxy-connection') ? Field.Drop : Field.Keep;
+    case 17:
+      return nameIs(head, at, 'transfer-encoding') ? Field.TransferEncoding : Field.Keep;
+    default:
+      return Field.Keep;
+  }
+}
+
+/** Digits only, at most 15 of them; -1 otherwise. */
+function parseDecimal(head: Buffer, start: number, end: number): number {
+  if (end <= start || end - start > 15) return -1;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const digit = head[i] - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/** Removes the named fields from a `\r\nName: value...` block. */
+function removeFields(block: string, names: string[]): string {
+  return block
+    .split('\r\n')
+    .filter((line) => line === '' || !names.includes(line.slice(0, line.indexOf(':')).trim().toLowerCase()))
+    .join('\r\n');
+}
 
 /** RFC 9110 §5.6.2 tchar, as a lookup table. */
 const TCHAR = new Uint8Array(256);
@@ -267,6 +326,7 @@ export class ResponseParser {
     const status = d0 * 100 + d1 * 10 + d2;
     let lineEnd = head.indexOf(CR, start + 12);
     if (lineEnd === -1 || lineEnd > end) lineEnd = end;
+    if (lineEnd < end && head[lineEnd + 1] !== LF) return 'bare CR in status line';
     if (lineEnd > start + 12 && head[start + 12] !== 0x20) return 'invalid status line';
     for (let i = start + 12; i < lineEnd; i++) {
       const c = head[i];
@@ -279,13 +339,13 @@ export class ResponseParser {
     let hasTransferEncoding = false;
     let connectionClose = minor === 0x30;
     let connectionTokens: string | null = null;
+    // Kept header lines are copied as contiguous runs of the raw head, not field by field.
     let block = '';
-    let names: string[] | null = null;
-    let values: string[] | null = null;
+    let runStart = -1;
+    let runEnd = -1;
 
     let line = lineEnd + 2;
     while (line < end) {
-      if (head[line - 1] !== LF || head[line - 2] !== CR) return 'invalid line ending';
       let colon = -1;
       let i = line;
       for (; i < end; i++) {
@@ -299,44 +359,51 @@ export class ResponseParser {
         }
       }
       if (colon <= line) return 'invalid header line';
-      let valueStart = colon + 1;
-      let valueEnd = i;
-      while (valueStart < valueEnd && (head[valueStart] === 0x20 || head[valueStart] === 0x09)) valueStart++;
-      while (valueEnd > valueStart && (head[valueEnd - 1] === 0x20 || head[valueEnd - 1] === 0x09)) valueEnd--;
-      const name = head.toString('latin1', line, colon);
-      const value = head.toString('latin1', valueStart, valueEnd);
-      const lower = name.toLowerCase();
-      if (DROPPED.has(lower)) {
-        if (lower === 'content-length') {
-          if (!/^\d{1,15}$/.test(value)) return 'invalid Content-Length';
-          const length = Number(value);
-          if (contentLength !== -1 && contentLength !== length) return 'conflicting Content-Length values';
-          contentLength = length;
-        } else if (lower === 'transfer-encoding') {
-          hasTransferEncoding = true;
-          // RFC 9112 §6.3: the last coding decides; anything but a final chunked is close-delimited.
-          chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-        } else if (lower === 'connection') {
-          connectionTokens = connectionTokens ? `${connectionTokens},${value}` : value;
-        }
+      if (i < end && head[i + 1] !== LF) return 'bare CR in header field';
+      const kind = framingField(head, line, colon - line);
+      if (kind === Field.Keep) {
+        if (runStart === -1) runStart = line;
+        runEnd = i;
       } else {
-        (names ??= []).push(lower);
-        (values ??= []).push(`\r\n${name}: ${value}`);
+        if (runStart !== -1) {
+          block += '\r\n' + head.toString('latin1', runStart, runEnd);
+          runStart = -1;
+        }
+        if (kind !== Field.Drop) {
+          let valueStart = colon + 1;
+          let valueEnd = i;
+          while (valueStart < valueEnd && (head[valueStart] === 0x20 || head[valueStart] === 0x09)) valueStart++;
+          while (valueEnd > valueStart && (head[valueEnd - 1] === 0x20 || head[valueEnd - 1] === 0x09)) valueEnd--;
+          if (kind === Field.ContentLength) {
+            const length = parseDecimal(head, valueStart, valueEnd);
+            if (length < 0) return 'invalid Content-Length';
+            if (contentLength !== -1 && contentLength !== length) return 'conflicting Content-Length values';
+            contentLength = length;
+          } else {
+            const value = head.toString('latin1', valueStart, valueEnd);
+            if (kind === Field.TransferEncoding) {
+              hasTransferEncoding = true;
+              // RFC 9112 §6.3: the last coding decides; anything but a final chunked is close-delimited.
+              chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+            } else {
+              connectionTokens = connectionTokens ? `${connectionTokens},${value}` : value;
+            }
+          }
+        }
       }
       line = i + 2;
     }
+    if (runStart !== -1) block += '\r\n' + head.toString('latin1', runStart, runEnd);
     if (hasTransferEncoding && contentLength !== -1) return 'both Transfer-Encoding and Content-Length';
 
     if (connectionTokens !== null) {
       const tokens = connectionTokens.toLowerCase().split(',').map((t) => t.trim());
       if (tokens.includes('close')) connectionClose = true;
       else if (minor === 0x30 && tokens.includes('keep-alive')) connectionClose = false;
-      if (names) {
-        // RFC 9110 §7.6.1: drop the fields the Connection header names.
-        for (let k = 0; k < names.length; k++) if (tokens.includes(names[k])) values![k] = '';
-      }
+      const nominated = tokens.filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive');
+      // RFC 9110 §7.6.1: drop the fields the Connection header names (rare: the slow path is fine).
+      if (nominated.length > 0) block = removeFields(block, nominated);
     }
-    if (values) block = values.join('');
 
     if (status < 200) {
       // 1xx interim response (e.g. 100 Continue): uWS cannot forward it; swallow and wait for the final one.

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { LeastConnBalancer } from '../../src/balance/leastconn';
+import { RoundRobinBalancer } from '../../src/balance/roundrobin';
+import type { ServerTable } from '../../src/balance/types';
+import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE } from '../../src/state/layout';
+
+function table(weights: number[], base = 0): ServerTable & { set(i: number, field: number, value: number): void } {
+  const slots = new Int32Array(new SharedArrayBuffer((base + weights.length) * SLOT_STRIDE * 4));
+  weights.forEach((w, i) => {
+    slots[(base + i) * SLOT_STRIDE + F_HEALTH] = HEALTH_UP;
+    slots[(base + i) * SLOT_STRIDE + F_ADMIN] = ADMIN_ONLINE;
+    slots[(base + i) * SLOT_STRIDE + F_WEIGHT] = w;
+  });
+  return { slots, base, count: weights.length, set: (i, field, value) => (slots[(base + i) * SLOT_STRIDE + field] = value) };
+}
+
+function counts(picks: number[], n: number): number[] {
+  const out = new Array(n).fill(0);
+  for (const p of picks) out[p]++;
+  return out;
+}
+
+test('least-connections picks the server with the fewest in-flight requests', () => {
+  const t = table([1, 1, 1]);
+  t.set(0, F_INFLIGHT, 5);
+  t.set(1, F_INFLIGHT, 2);
+  t.set(2, F_INFLIGHT, 7);
+  assert.equal(new LeastConnBalancer(t).pick(-1), 1);
+});
+
+test('least-connections weighs in-flight by weight: (in-flight + 1) / weight', () => {
+  const t = table([1, 3]);
+  t.set(0, F_INFLIGHT, 1); // (1+1)/1 = 2
+  t.set(1, F_INFLIGHT, 4); // (4+1)/3 = 1.67
+  assert.equal(new LeastConnBalancer(t).pick(-1), 1);
+  t.set(1, F_INFLIGHT, 6); // 7/3 = 2.33
+  assert.equal(new LeastConnBalancer(t).pick(-1), 0);
+});
+
+test('least-connections rotates among equal servers so they share evenly', () => {
+  const t = table([1, 1, 1, 1]);
+  const balancer = new LeastConnBalancer(t);
+  const picks = Array.from({ length: 400 }, () => balancer.pick(-1));
+  assert.deepEqual(counts(picks, 4), [100, 100, 100, 100]);
+});
+
+test('down, drained, halted, weight-0 and excluded servers are never picked', () => {
+  const t = table([1, 1, 1, 1, 0, 1]);
+  t.set(0, F_HEALTH, HEALTH_DOWN);
+  t.set(1, F_ADMIN, ADMIN_DRAIN);
+  t.set(2, F_ADMIN, ADMIN_HALT);
+  for (const balancer of [new LeastConnBalancer(t), new RoundRobinBalancer(t)]) {
+    const picks = new Set(Array.from({ length: 50 }, () => balancer.pick(5)));
+    assert.deepEqual([...picks], [3]);
+  }
+});
+
+test('no eligible server gives -1', () => {
+  const t = table([1, 1]);
+  t.set(0, F_HEALTH, HEALTH_DOWN);
+  t.set(1, F_HEALTH, HEALTH_DOWN);
+  assert.equal(new LeastConnBalancer(t).pick(-1), -1);
+  assert.equal(new RoundRobinBalancer(t).pick(-1), -1);
+});
+
+test('round-robin splits 1:3 weights exactly and interleaves them', () => {
+  const t = table([1, 3]);
+  const balancer = new RoundRobinBalancer(t);
+  const picks = Array.from({ length: 4000 }, () => balancer.pick(-1));
+  assert.deepEqual(counts(picks, 2), [1000, 3000]);
+  // Smooth: the light server never waits more than 4 picks.
+  assert.deepEqual(picks.slice(0, 8), [1, 0, 1, 1, 1, 0, 1, 1]);
+});
+
+test('balancers read servers at the table base offset (virtual services share one table)', () => {
+  const t = table([2, 1], 3);
+  t.set(0, F_HEALTH, HEALTH_DOWN);
+  assert.equal(new LeastConnBalancer(t).pick(-1), 1);
+  assert.equal(new RoundRobinBalancer(t).pick(-1), 1);
+});

@@ -1,0 +1,104 @@
+/**
+ * Reference backends: the API servers behind the proxy under test. Started once per run and
+ * shared by every proxy, pinned to the load generator's CPU so the proxy's CPU is its own.
+ *   builtin: bench/backend-server.ts (uWebSockets.js), plain or TLS
+ *   nginx:   nginx `return 200` with the same body, plain or TLS
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BODY } from './body';
+import type { BackendKind } from './cli-args';
+import type { BenchCerts } from './certs';
+import { rememberTree, spawnTracked, stopTracked, type Tracked } from './children';
+import { nginxHead, nginxHttpCommon } from './nginx-conf';
+import { firstError, freePort, waitForPort } from './net-util';
+
+export const NGINX_BIN = '/usr/sbin/nginx';
+
+export interface Backend {
+  kind: BackendKind;
+  tls: boolean;
+  port: number;
+  child: Tracked;
+  stop(): Promise<void>;
+}
+
+export interface BackendOptions {
+  kind: BackendKind;
+  /** Present → the backend speaks TLS with this certificate (bridge scenario). */
+  certs?: BenchCerts;
+  cpus: string;
+  /** A private directory this backend may write into. */
+  workDir: string;
+}
+
+function startBuiltin(o: BackendOptions): Promise<Backend> {
+  const script = path.join(__dirname, 'backend-server.js');
+  const args = [script, '--port', '0'];
+  if (o.certs) args.push('--cert', o.certs.cert, '--key', o.certs.key);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const child = spawnTracked(`builtin backend${o.certs ? ' (tls)' : ''}`, process.execPath, args, {
+      cpus: o.cpus,
+      onStdoutLine: (line) => {
+        if (settled) return;
+        try {
+          const msg = JSON.parse(line) as { msg?: string; port?: number };
+          if (msg.msg === 'listening' && typeof msg.port === 'number') {
+            settled = true;
+            resolve({ kind: 'builtin', tls: !!o.certs, port: msg.port, child, stop: () => stopTracked(child) });
+          }
+        } catch {
+          // Not a JSON line; ignore.
+        }
+      },
+    });
+    void child.exited.then(() => {
+      if (!settled) {
+        settled = true;
+        reject(new Error(firstError(child, 'exited before listening')));
+      }
+    });
+    setTimeout(() => {
+      if (!settled) {
+        settled = true;
+        void stopTracked(child);
+        reject(new Error('builtin backend did not start within 10 s'));
+      }
+    }, 10_000).unref();
+  });
+}
+
+async function startNginx(o: BackendOptions): Promise<Backend> {
+  if (!fs.existsSync(NGINX_BIN)) throw new Error(`--backend nginx needs ${NGINX_BIN}`);
+  const port = await freePort();
+  const dir = path.join(o.workDir, `nginx-backend-${o.certs ? 'tls' : 'plain'}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const tls = o.certs
+    ? `    ssl_certificate ${o.certs.cert};
+    ssl_certificate_key ${o.certs.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+`
+    : '';
+  // BODY contains no single quotes, so it fits an nginx single-quoted string as is.
+  const conf = `${nginxHead({ dir, workers: 1 })}http {
+${nginxHttpCommon({ dir, workers: 1 })}  server {
+    listen 127.0.0.1:${port}${o.certs ? ' ssl' : ''} reuseport;
+${tls}    location / {
+      default_type application/json;
+      return 200 '${BODY}';
+    }
+  }
+}
+`;
+  const confPath = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(confPath, conf);
+  const child = spawnTracked(`nginx backend${o.certs ? ' (tls)' : ''}`, NGINX_BIN, ['-p', dir, '-e', 'stderr', '-c', confPath], { cpus: o.cpus });
+  await waitForPort(port, child);
+  rememberTree(child);
+  return { kind: 'nginx', tls: !!o.certs, port, child, stop: () => stopTracked(child) };
+}
+
+export function startBackend(o: BackendOptions): Promise<Backend> {
+  return o.kind === 'builtin' ? startBuiltin(o) : startNginx(o);
+}

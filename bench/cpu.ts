@@ -1,0 +1,90 @@
+/**
+ * CPU time and memory of a process tree, read from /proc. The headline metric of the bench is
+ * CPU time per proxied request (DESIGN.md, Measuring): utime+stime of the proxy's processes
+ * (all threads included — /proc/PID/stat sums them) across the measured window, divided by
+ * the requests completed in that window.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+
+let clkTck: number | undefined;
+
+/** Clock ticks per second for /proc/PID/stat times (`getconf CLK_TCK`, nearly always 100). */
+export function clockTicks(): number {
+  if (clkTck === undefined) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    } catch {
+      clkTck = NaN;
+    }
+    if (!Number.isFinite(clkTck) || clkTck <= 0) clkTck = 100;
+  }
+  return clkTck;
+}
+
+/** utime+stime in clock ticks, or undefined when the process is gone. */
+export function cpuTicks(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Split after the command name, which may itself contain spaces and parentheses.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 (utime) and 15 (stime) overall = indexes 11 and 12 after the name.
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sum of utime+stime over pids, in microseconds. Gone processes count as 0. */
+export function cpuMicros(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) ticks += cpuTicks(pid) ?? 0;
+  return (ticks * 1e6) / clockTicks();
+}
+
+/** A status field in kB (e.g. VmHWM = peak resident set), or 0 when unreadable. */
+function statusKb(pid: number, field: string): number {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Peak RSS summed over the processes. For nginx (master + workers) this over-counts pages
+ * they share after fork; it is still the number an operator's `ps` would add up.
+ */
+export function peakRssKb(pids: readonly number[]): number {
+  let kb = 0;
+  for (const pid of pids) kb += statusKb(pid, 'VmHWM');
+  return kb;
+}
+
+/** CPU time of this very process (the load generator), microseconds. */
+export function selfCpuMicros(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+/**
+ * Busy time of whole CPUs (user+nice+system+irq+softirq from /proc/stat), microseconds.
+ * Unlike the per-process figure it includes softirq network processing that the kernel
+ * accounts to no process; it also includes anything else that ran on those CPUs.
+ */
+export function cpuSetBusyMicros(cpus: readonly number[]): number {
+  let ticks = 0;
+  try {
+    for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
+      const m = /^cpu(\d+) (.*)$/.exec(line);
+      if (!m || !cpus.includes(Number(m[1]))) continue;
+      const [user, nice, system, , , irq, softirq] = m[2].trim().split(/\s+/).map(Number);
+      ticks += user + nice + system + irq + softirq;
+    }
+  } catch {
+    return 0;
+  }
+  return (ticks * 1e6) / clockTicks();
+}

@@ -92,7 +92,11 @@ export class Exchange implements UpstreamSink {
         if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);
         else this.replay = null;
       }
-      if (this.connection !== null) this.writeBodyChunk(this.connection, copy);
+      if (this.connection !== null) {
+        this.writeBodyChunk(this.connection, copy);
+        // The server timeout counts inactivity: a long upload is activity.
+        if (this.deadline !== 0) this.deadline = Date.now() + this.vs.config.timeouts.server;
+      }
     }
     if (isLast) {
       this.bodyDone = true;
@@ -102,8 +106,10 @@ export class Exchange implements UpstreamSink {
 
   /** uWS onAborted: the client connection is gone. */
   onClientAborted(): void {
+    // Also called synchronously by our own res.close() in fail(), which has already finished the response.
+    const alreadyDone = this.resDone;
     this.resDone = true;
-    if (this.ended) return;
+    if (this.ended || alreadyDone) return;
     this.vs.views.stats[this.vs.statBase + V.client_aborts]++;
     this.countError('CLIENT_ABORTED');
     this.dropConnection();
@@ -118,8 +124,8 @@ export class Exchange implements UpstreamSink {
 
   onResponseHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void {
     this.replay = null; // the server has answered: no replay from here on
-    this.deadline = 0;
     if (this.resDone) return;
+    this.deadline = Date.now() + this.vs.config.timeouts.server;
     this.responding = true;
     this.contentLength = contentLength;
     const stats = this.vs.views.stats;
@@ -127,21 +133,27 @@ export class Exchange implements UpstreamSink {
     stats[this.vs.statBase + V.responses_1xx + klass]++;
     if (this.server) stats[this.server.statBase + S.responses_1xx + klass]++;
     const res = this.res;
-    res.writeStatus(headerBlock === '' ? statusLine : statusLine + headerBlock);
     if (bodyless) {
       this.resDone = true;
-      // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the Content-Length it would have had.
-      if (status === 204 || status === 304 || contentLength < 0) res.endWithoutBody(undefined, this.vs.closing);
-      else res.endWithoutBody(contentLength, this.vs.closing);
-    } else if (contentLength === 0) {
+      // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the
+      // Content-Length it would have had. uWS's endWithoutBody(length) waits for that many
+      // bytes and then drops the connection, so the length goes in the header block instead.
+      const keepsLength = contentLength >= 0 && status !== 204 && status !== 304;
+      res.writeStatus(statusLine + headerBlock + (keepsLength ? `\r\nContent-Length: ${contentLength}` : ''));
+      res.endWithoutBody();
+      return;
+    }
+    res.writeStatus(headerBlock === '' ? statusLine : statusLine + headerBlock);
+    if (contentLength === 0) {
       this.resDone = true;
-      res.end(undefined, this.vs.closing);
+      res.end('', this.closeClient());
     }
   }
 
   onResponseBody(chunk: Buffer): void {
     if (this.resDone && this.tail === null) return;
     const size = chunk.length;
+    this.deadline = Date.now() + this.vs.config.timeouts.server;
     this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
     if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
     if (this.contentLength >= 0) this.writeSizedBody(chunk);
@@ -154,7 +166,7 @@ export class Exchange implements UpstreamSink {
     if (!this.resDone && this.contentLength < 0) {
       // Chunked or close-delimited body: uWS ends its own chunked encoding.
       this.resDone = true;
-      this.res.end(undefined, this.vs.closing);
+      this.res.end('', this.closeClient());
     }
     if (this.tail === null) this.end();
   }
@@ -277,6 +289,7 @@ export class Exchange implements UpstreamSink {
   /** Backpressure from the client: stop reading the server until uWS can write again. */
   private waitForClient(): void {
     this.connection?.socket.pause();
+    this.deadline = 0; // a slow client is not a slow server
     this.res.onWritable((offset) => this.onClientWritable(offset));
   }
 
@@ -293,8 +306,19 @@ export class Exchange implements UpstreamSink {
       if (!ok) return false;
       this.tail = null;
     }
-    this.connection?.socket.resume();
+    if (this.connection !== null) {
+      this.connection.socket.resume();
+      this.deadline = Date.now() + this.vs.config.timeouts.server;
+    }
     return true;
+  }
+
+  /**
+   * Whether the client connection must close after this response: during shutdown, and when
+   * the request body was not read to its end (the rest would be taken for the next request).
+   */
+  private closeClient(): boolean {
+    return this.vs.closing || !this.bodyDone;
   }
 
   private canReplay(): boolean {
@@ -327,8 +351,7 @@ export class Exchange implements UpstreamSink {
         const error = ERRORS[name];
         this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(error.status)]++;
         const res = this.res;
-        // A request body still arriving would be read as the next request: close instead.
-        const close = !this.bodyDone || this.vs.closing;
+        const close = this.closeClient();
         res.cork(() => {
           res
             .writeStatus(`${error.status} ${error.reason}`)

@@ -4,7 +4,7 @@
  * (for the CLI, signals and memory), always on free loopback ports, always cleaned up.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -112,4 +112,17 @@ export async function eventually(condition: () => boolean, ms = 5000, what = 'co
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** Starts `carelb start -c <document as YAML>` as a child process and waits until it is ready. */
+export async function startChild(t: TestContext, document: unknown, env: NodeJS.ProcessEnv = {}): Promise<Child> {
+  const child = spawnCli(t, ['start', '-c', writeConfig(t, document)], env);
+  await waitForLog(child, 'ready');
+  return child;
+}
+
+/** A field of /proc/PID/status in kB (VmHWM, VmRSS). */
+export function procStatusKb(pid: number, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) : NaN;
 }

@@ -70,21 +70,25 @@ export function selfCpuMicros(): number {
 }
 
 /**
- * Busy time of whole CPUs (user+nice+system+irq+softirq from /proc/stat), microseconds.
- * Unlike the per-process figure it includes softirq network processing that the kernel
- * accounts to no process; it also includes anything else that ran on those CPUs.
+ * Time whole CPUs spent busy, from /proc/stat, microseconds. `tasks` = user+nice+system (time
+ * in processes, any process); `busy` adds irq+softirq, the kernel's network work that is
+ * accounted to no process. Used to cross-check the per-process figure and to see whether
+ * something else ran on the proxy's CPUs during a window.
  */
-export function cpuSetBusyMicros(cpus: readonly number[]): number {
-  let ticks = 0;
+export function cpuSetMicros(cpus: readonly number[]): { tasks: number; busy: number } {
+  let tasks = 0;
+  let irq = 0;
   try {
     for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
       const m = /^cpu(\d+) (.*)$/.exec(line);
       if (!m || !cpus.includes(Number(m[1]))) continue;
-      const [user, nice, system, , , irq, softirq] = m[2].trim().split(/\s+/).map(Number);
-      ticks += user + nice + system + irq + softirq;
+      const f = m[2].trim().split(/\s+/).map(Number);
+      tasks += f[0] + f[1] + f[2];
+      irq += f[5] + f[6];
     }
   } catch {
-    return 0;
+    return { tasks: 0, busy: 0 };
   }
-  return (ticks * 1e6) / clockTicks();
+  const k = 1e6 / clockTicks();
+  return { tasks: tasks * k, busy: (tasks + irq) * k };
 }

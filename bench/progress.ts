@@ -17,7 +17,9 @@ export class ProgressLine {
   /** `key` identifies the phase: a new key always prints on a non-terminal. */
   update(key: string, line: string): void {
     if (this.tty) {
-      const width = this.out.columns ?? 120;
+      // Keep it to one screen line, or \r would only return to the last wrapped part.
+      // columns is 0 on some pseudo-terminals; then assume a usual width.
+      const width = this.out.columns > 20 ? this.out.columns : 120;
       this.out.write(`\r${line.slice(0, width - 1)}\x1b[K`);
       this.shown = true;
       return;

@@ -31,6 +31,11 @@ export interface RoundResult {
    * those CPUs, and by anything else that ran there.
    */
   cpuset_us_per_req: number;
+  /**
+   * Process time on the proxy's CPUs that was not the proxy's, ÷ window. Above a few % the
+   * proxy shared its CPU with something else (another job on the machine): noisy numbers.
+   */
+  foreign_cpu_pct: number;
   peak_rss_kb: number;
   errors: number;
   timeouts: number;
@@ -46,6 +51,7 @@ export const METRICS = [
   'p99_9_us',
   'cpu_us_per_req',
   'cpuset_us_per_req',
+  'foreign_cpu_pct',
   'proxy_cpu_pct',
   'loadgen_cpu_pct',
   'backend_cpu_pct',
@@ -80,6 +86,7 @@ export interface Row {
   loadgen_cpu_pct: number;
   backend_cpu_pct: number;
   cpuset_us_per_req: number;
+  foreign_cpu_pct: number;
   peak_rss_kb: number;
   /** Sums over rounds, warm-up included. */
   errors: number;
@@ -124,6 +131,7 @@ export function roundResult(
     windowMs: number;
     proxyCpuUs: number;
     cpusetBusyUs: number;
+    cpusetTaskUs: number;
     loadgenCpuUs: number;
     backendCpuUs: number;
     peakRssKb: number;
@@ -148,6 +156,7 @@ export function roundResult(
     loadgen_cpu_pct: windowUs > 0 ? (100 * m.loadgenCpuUs) / windowUs : 0,
     backend_cpu_pct: windowUs > 0 ? (100 * m.backendCpuUs) / windowUs : 0,
     cpuset_us_per_req: m.requests > 0 ? m.cpusetBusyUs / m.requests : 0,
+    foreign_cpu_pct: windowUs > 0 ? Math.max(0, (100 * (m.cpusetTaskUs - m.proxyCpuUs)) / windowUs) : 0,
     peak_rss_kb: m.peakRssKb,
     errors: m.errors,
     timeouts: m.timeouts,

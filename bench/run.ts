@@ -11,7 +11,7 @@ import { startBackend, type Backend } from './backends';
 import { generateCerts, type BenchCerts } from './certs';
 import { installCleanup, stopAll } from './children';
 import { parseArgs, USAGE, type BenchOptions, type Scenario } from './cli-args';
-import { clockTicks, cpuMicros, cpuSetBusyMicros, peakRssKb, selfCpuMicros } from './cpu';
+import { clockTicks, cpuMicros, cpuSetMicros, peakRssKb, selfCpuMicros } from './cpu';
 import { runHandshakeLoad } from './handshake';
 import { planLayout, pinSelf, type CpuLayout } from './layout';
 import { runKeepAliveLoad } from './load';
@@ -27,6 +27,8 @@ import { ratios, roundResult, RowBuilder, type BenchResults } from './results';
 import { chart } from './svg';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
+/** Foreign process time on the proxy's CPUs above which a row is flagged as noisy. */
+const FOREIGN_CPU_WARN_PCT = 5;
 
 interface Env {
   opts: BenchOptions;
@@ -103,8 +105,8 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
   let cpu1 = 0;
   let self1 = 0;
   let be1 = 0;
-  let set0 = 0;
-  let set1 = 0;
+  let set0 = { tasks: 0, busy: 0 };
+  let set1 = { tasks: 0, busy: 0 };
   const proxyCpuList = (layout.proxy ?? layout.load).split(',').map(Number);
   let lastCompleted = 0;
   let lastAt = Date.now();
@@ -121,13 +123,13 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
         // The process tree as it is now (nginx master + workers); the same PIDs close the window.
         pids = running.pids();
         cpu0 = cpuMicros(pids);
-        set0 = cpuSetBusyMicros(proxyCpuList);
+        set0 = cpuSetMicros(proxyCpuList);
         be0 = cpuMicros(backendPids);
         self0 = selfCpuMicros();
       },
       close: () => {
         cpu1 = cpuMicros(pids);
-        set1 = cpuSetBusyMicros(proxyCpuList);
+        set1 = cpuSetMicros(proxyCpuList);
         be1 = cpuMicros(backendPids);
         self1 = selfCpuMicros();
       },
@@ -171,7 +173,8 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
     requests: load.requests,
     windowMs: load.windowMs,
     proxyCpuUs: cpu1 - cpu0,
-    cpusetBusyUs: set1 - set0,
+    cpusetBusyUs: set1.busy - set0.busy,
+    cpusetTaskUs: set1.tasks - set0.tasks,
     loadgenCpuUs: self1 - self0,
     backendCpuUs: be1 - be0,
     peakRssKb: rss,
@@ -183,7 +186,8 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
   progress.log(
     `${label}: ${fmtInt(r.rps)} ${scenario === 'handshake' ? 'handshakes' : 'req'}/s, ${r.cpu_us_per_req.toFixed(1)} µs CPU/${scenario === 'handshake' ? 'handshake' : 'req'}, ` +
       `p50 ${(r.p50_us / 1000).toFixed(2)} ms, p99 ${(r.p99_us / 1000).toFixed(2)} ms, proxy CPU ${r.proxy_cpu_pct.toFixed(0)}%, ` +
-      `load gen ${r.loadgen_cpu_pct.toFixed(0)}%, errors ${r.errors}/${r.timeouts}/${r.non_2xx}`,
+      `load side ${(r.loadgen_cpu_pct + r.backend_cpu_pct).toFixed(0)}%, errors ${r.errors}/${r.timeouts}/${r.non_2xx}` +
+      (layout.proxy !== undefined && r.foreign_cpu_pct > FOREIGN_CPU_WARN_PCT ? `, other processes on CPU ${layout.proxy}: ${r.foreign_cpu_pct.toFixed(0)}%` : ''),
   );
 }
 
@@ -257,6 +261,15 @@ async function main(): Promise<number> {
   progress.clear();
 
   const builtRows = rows.map((b) => b.build());
+  // Say so when the proxy did not have its CPU to itself: such numbers should not be quoted.
+  if (layout.proxy !== undefined) {
+    for (const r of builtRows) {
+      const worst = r.spread.foreign_cpu_pct[1];
+      if (r.rounds_ok > 0 && worst > FOREIGN_CPU_WARN_PCT) {
+        notes.push(`${r.proxy}/${r.scenario}: other processes used up to ${worst.toFixed(0)}% of CPU ${layout.proxy} during a window; treat those numbers as noisy`);
+      }
+    }
+  }
   const results: BenchResults = {
     meta: {
       started: started.toISOString(),

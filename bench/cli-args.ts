@@ -26,7 +26,8 @@ export interface BenchOptions {
   backend: BackendKind;
   cert: CertKind;
   smoke: boolean;
-  out: string;
+  /** undefined = bench/results in the repository, wherever the harness is started from. */
+  out: string | undefined;
   help: boolean;
 }
 
@@ -72,7 +73,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions | string {
   let backend: BackendKind = 'builtin';
   let cert: CertKind = 'rsa2048';
   let smoke = false;
-  let out = 'bench/results';
+  let out: string | undefined;
   let help = false;
 
   for (let i = 0; i < argv.length; i++) {

@@ -292,7 +292,7 @@ async function main(): Promise<number> {
     ratios: ratios(builtRows),
   };
 
-  const outDir = path.resolve(opts.out);
+  const outDir = opts.out === undefined ? path.join(REPO_ROOT, 'bench', 'results') : path.resolve(opts.out);
   fs.mkdirSync(outDir, { recursive: true });
   const base = path.join(outDir, stamp(started));
   const md = markdown(results);
@@ -300,8 +300,8 @@ async function main(): Promise<number> {
   fs.writeFileSync(`${base}.md`, md);
   fs.writeFileSync(`${base}.svg`, chart(results));
   process.stdout.write('\n' + md + '\n');
-  const rel = (p: string): string => (p.startsWith(REPO_ROOT + path.sep) ? path.relative(process.cwd(), p) : p);
-  process.stdout.write(`wrote ${rel(base)}.json, .md, .svg\n`);
+  const rel = path.relative(process.cwd(), base);
+  process.stdout.write(`wrote ${rel.startsWith('..') ? base : rel}.json, .md, .svg\n`);
 
   await stopAll();
   return 0;

@@ -96,6 +96,8 @@ export interface Row {
   spread: Record<Metric, [number, number]>;
   /** Latency percentile curve of all rounds' windows merged. */
   curve: CurvePoint[];
+  /** The generated proxy config of the first round that started (ports and paths vary per round). */
+  config?: string;
   per_round: RoundResult[];
 }
 
@@ -170,6 +172,7 @@ export class RowBuilder {
   private readonly merged = newHistogram();
   status: RowStatus = 'ok';
   reason?: string;
+  config?: string;
 
   constructor(
     readonly scenario: Scenario,
@@ -213,6 +216,7 @@ export class RowBuilder {
       non_2xx: sum('non_2xx'),
       spread,
       curve,
+      ...(this.config !== undefined ? { config: this.config } : {}),
       per_round: this.rounds,
     };
   }

@@ -97,6 +97,7 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
     return;
   }
 
+  row.config ??= running.config;
   let pids: number[] = [];
   const backendPids = backend.child.tree.size ? [...backend.child.tree] : [backend.child.pid];
   let cpu0 = 0;

@@ -58,7 +58,8 @@ export const haproxy: ProxyDriver = {
   },
   async start(ctx: ProxyContext): Promise<RunningProxy> {
     const cfg = path.join(ctx.workDir, 'haproxy.cfg');
-    fs.writeFileSync(cfg, haproxyConfig(ctx));
+    const config = haproxyConfig(ctx);
+    fs.writeFileSync(cfg, config);
     // -db: stay in the foreground, no daemon, no master process: one PID to measure.
     const child = spawnTracked('haproxy', HAPROXY_BIN, ['-db', '-f', cfg], { cpus: ctx.cpus });
     try {
@@ -68,6 +69,6 @@ export const haproxy: ProxyDriver = {
       throw new StartError('failed', err instanceof Error ? err.message : String(err));
     }
     if (child.hasExited()) throw new StartError('failed', firstError(child, 'exited'));
-    return { child, pids: () => rememberTree(child), stop: () => stopTracked(child) };
+    return { child, config, pids: () => rememberTree(child), stop: () => stopTracked(child) };
   },
 };

@@ -60,7 +60,8 @@ export const nginx: ProxyDriver = {
   },
   async start(ctx: ProxyContext): Promise<RunningProxy> {
     const conf = path.join(ctx.workDir, 'nginx.conf');
-    fs.writeFileSync(conf, nginxProxyConfig(ctx));
+    const config = nginxProxyConfig(ctx);
+    fs.writeFileSync(conf, config);
     const child = spawnTracked('nginx', NGINX_BIN, ['-p', ctx.workDir, '-e', 'stderr', '-c', conf], { cpus: ctx.cpus });
     try {
       await waitForPort(ctx.port, child);
@@ -72,6 +73,6 @@ export const nginx: ProxyDriver = {
     // covers them from the first window.
     const deadline = Date.now() + 5000;
     while (rememberTree(child).length < 1 + ctx.workers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    return { child, pids: () => rememberTree(child), stop: () => stopTracked(child) };
+    return { child, config, pids: () => rememberTree(child), stop: () => stopTracked(child) };
   },
 };

@@ -33,6 +33,8 @@ export function backTls(s: Scenario): boolean {
 
 export interface RunningProxy {
   child: Tracked;
+  /** The generated configuration it runs with, kept in the results for reproducibility. */
+  config: string;
   /** The proxy's processes now (nginx: master + workers); CPU and RSS are summed over them. */
   pids(): number[];
   stop(): Promise<void>;

@@ -22,6 +22,11 @@ function threadId(): number {
   return Number(readlinkSync('/proc/thread-self').split('/').pop());
 }
 
+/** Resolves after two loop iterations, by which libuv has run the close callbacks of handles closed now. */
+function afterCloseCallbacks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
 export default async function serve(task: ServeTask): Promise<string> {
   const { slot, port } = task;
   const send = (message: FromThread) => port.postMessage(message);
@@ -48,7 +53,7 @@ export default async function serve(task: ServeTask): Promise<string> {
     send({ type: 'crashed', slot, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
     closeEverything();
     // Let libuv finish closing the handles before the thread goes.
-    setImmediate(() => process.exit(1));
+    void afterCloseCallbacks().then(() => process.exit(1));
   };
   process.on('uncaughtException', onCrash);
   process.on('unhandledRejection', onCrash);
@@ -70,6 +75,8 @@ export default async function serve(task: ServeTask): Promise<string> {
     await Promise.race([Promise.all(idle), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
     closeEverything();
+    // uv_close completes in a later loop turn; the thread must not end before it does.
+    await afterCloseCallbacks();
     finish('stopped');
   };
 

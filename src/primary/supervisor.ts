@@ -16,6 +16,8 @@ import { cpuForSlot, pinThread } from './pinning';
 interface Slot {
   port: MessagePort | null;
   listening: boolean;
+  /** Settles when this slot's current serve task ends (stopped or thread died). */
+  task: Promise<unknown>;
 }
 
 type MessagePort = import('node:worker_threads').MessagePort;
@@ -50,7 +52,7 @@ export class Supervisor {
   start(): Promise<void> {
     const ready = new Promise<void>((resolve, reject) => (this.readyWaiters = { resolve, reject }));
     for (let slot = 0; slot < this.threads; slot++) {
-      this.slots.push({ port: null, listening: false });
+      this.slots.push({ port: null, listening: false, task: Promise.resolve() });
       this.runSlot(slot);
     }
     return ready;
@@ -61,7 +63,10 @@ export class Supervisor {
     this.stopping = true;
     const message: ToThread = { type: 'stop', graceMs };
     for (const slot of this.slots) slot.port?.postMessage(message);
-    await this.pool.close({ force: false });
+    // Wait for the serve tasks ourselves: piscina's close() can resolve while a thread is
+    // still closing its sockets (it miscounts finished workers), and terminating a thread
+    // with open uWS handles aborts the process.
+    await Promise.allSettled(this.slots.map((slot) => slot.task));
     await this.pool.destroy();
   }
 
@@ -76,7 +81,7 @@ export class Supervisor {
     this.slots[slot].listening = false;
     port1.on('message', (message: FromThread) => this.onThreadMessage(message));
     const task: ServeTask = { slot, config: this.config, shared: this.shared.buffer, shape: this.shared.layout.shape, port: port2 };
-    this.pool.run(task, { transferList: [port2] as never }).then(
+    this.slots[slot].task = this.pool.run(task, { transferList: [port2] as never }).then(
       () => port1.close(),
       (error: Error) => {
         port1.close();

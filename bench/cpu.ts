@@ -92,3 +92,16 @@ export function cpuSetMicros(cpus: readonly number[]): { tasks: number; busy: nu
   const k = 1e6 / clockTicks();
   return { tasks: tasks * k, busy: (tasks + irq) * k };
 }
+
+/** Every CPU counter of one window boundary, taken together in one synchronous step. */
+export interface CpuSnapshot {
+  proxyUs: number;
+  backendUs: number;
+  /** The harness itself: the load generator. */
+  selfUs: number;
+  cpuset: { tasks: number; busy: number };
+}
+
+export function cpuSnapshot(proxyPids: readonly number[], backendPids: readonly number[], proxyCpus: readonly number[]): CpuSnapshot {
+  return { proxyUs: cpuMicros(proxyPids), backendUs: cpuMicros(backendPids), selfUs: selfCpuMicros(), cpuset: cpuSetMicros(proxyCpus) };
+}

@@ -11,7 +11,7 @@ import { startBackend, type Backend } from './backends';
 import { generateCerts, type BenchCerts } from './certs';
 import { installCleanup, stopAll } from './children';
 import { parseArgs, USAGE, type BenchOptions, type Scenario } from './cli-args';
-import { clockTicks, cpuMicros, cpuSetMicros, peakRssKb, selfCpuMicros } from './cpu';
+import { clockTicks, cpuSnapshot, peakRssKb, type CpuSnapshot } from './cpu';
 import { runHandshakeLoad } from './handshake';
 import { planLayout, pinSelf, type CpuLayout } from './layout';
 import { runKeepAliveLoad } from './load';
@@ -100,14 +100,8 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
   row.config ??= running.config;
   let pids: number[] = [];
   const backendPids = backend.child.tree.size ? [...backend.child.tree] : [backend.child.pid];
-  let cpu0 = 0;
-  let self0 = 0;
-  let be0 = 0;
-  let cpu1 = 0;
-  let self1 = 0;
-  let be1 = 0;
-  let set0 = { tasks: 0, busy: 0 };
-  let set1 = { tasks: 0, busy: 0 };
+  let before: CpuSnapshot | undefined;
+  let after: CpuSnapshot | undefined;
   const proxyCpuList = (layout.proxy ?? layout.load).split(',').map(Number);
   let lastCompleted = 0;
   let lastAt = Date.now();
@@ -123,16 +117,10 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
       open: () => {
         // The process tree as it is now (nginx master + workers); the same PIDs close the window.
         pids = running.pids();
-        cpu0 = cpuMicros(pids);
-        set0 = cpuSetMicros(proxyCpuList);
-        be0 = cpuMicros(backendPids);
-        self0 = selfCpuMicros();
+        before = cpuSnapshot(pids, backendPids, proxyCpuList);
       },
       close: () => {
-        cpu1 = cpuMicros(pids);
-        set1 = cpuSetMicros(proxyCpuList);
-        be1 = cpuMicros(backendPids);
-        self1 = selfCpuMicros();
+        after = cpuSnapshot(pids, backendPids, proxyCpuList);
       },
     },
     onProgress: (p: Progress) => {
@@ -164,6 +152,7 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
     progress.log(`${label}: failed: exited during the run`);
     return;
   }
+  if (!before || !after) throw new Error(`${label}: the measured window never opened`);
   if (load.requests === 0) {
     const why = `no responses in the window (errors ${load.errors}, timeouts ${load.timeouts})`;
     row.fail('failed', why);
@@ -173,11 +162,11 @@ async function measureOnce(env: Env, driver: ProxyDriver, scenario: Scenario, ro
   const r = roundResult(round, load.histogram, {
     requests: load.requests,
     windowMs: load.windowMs,
-    proxyCpuUs: cpu1 - cpu0,
-    cpusetBusyUs: set1.busy - set0.busy,
-    cpusetTaskUs: set1.tasks - set0.tasks,
-    loadgenCpuUs: self1 - self0,
-    backendCpuUs: be1 - be0,
+    proxyCpuUs: after.proxyUs - before.proxyUs,
+    cpusetBusyUs: after.cpuset.busy - before.cpuset.busy,
+    cpusetTaskUs: after.cpuset.tasks - before.cpuset.tasks,
+    loadgenCpuUs: after.selfUs - before.selfUs,
+    backendCpuUs: after.backendUs - before.backendUs,
     peakRssKb: rss,
     errors: load.errors,
     timeouts: load.timeouts,

@@ -43,15 +43,19 @@ export default async function serve(task: ServeTask): Promise<string> {
   let finish: (result: string) => void = () => {};
   const done = new Promise<string>((resolve) => (finish = resolve));
 
-  const closeEverything = () => {
+  const closeSockets = () => {
     clearInterval(sweep);
     for (const vs of services) closeService(uws, vs);
+  };
+  const closeEverything = () => {
+    closeSockets();
     port.close();
   };
 
   const onCrash = (error: unknown) => {
     send({ type: 'crashed', slot, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-    closeEverything();
+    // The port stays open so the message above still reaches the primary.
+    closeSockets();
     // Let libuv finish closing the handles before the thread goes.
     void afterCloseCallbacks().then(() => process.exit(1));
   };

@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { findBinary, missingReason } from './bin';
 import { BODY } from './body';
 import type { BackendKind } from './cli-args';
 import type { BenchCerts } from './certs';
@@ -13,7 +14,6 @@ import { rememberTree, spawnTracked, stopTracked, type Tracked } from './childre
 import { nginxHead, nginxHttpCommon } from './nginx-conf';
 import { firstError, freePort, waitForPort } from './net-util';
 
-export const NGINX_BIN = '/usr/sbin/nginx';
 
 export interface Backend {
   kind: BackendKind;
@@ -70,7 +70,8 @@ function startBuiltin(o: BackendOptions): Promise<Backend> {
 }
 
 async function startNginx(o: BackendOptions): Promise<Backend> {
-  if (!fs.existsSync(NGINX_BIN)) throw new Error(`--backend nginx needs ${NGINX_BIN}`);
+  const bin = findBinary('nginx');
+  if (!bin) throw new Error(`--backend nginx: ${missingReason('nginx')}`);
   const port = await freePort();
   const dir = path.join(o.workDir, `nginx-backend-${o.certs ? 'tls' : 'plain'}`);
   fs.mkdirSync(dir, { recursive: true });
@@ -93,7 +94,7 @@ ${tls}    location / {
 `;
   const confPath = path.join(dir, 'nginx.conf');
   fs.writeFileSync(confPath, conf);
-  const child = spawnTracked(`nginx backend${o.certs ? ' (tls)' : ''}`, NGINX_BIN, ['-p', dir, '-e', 'stderr', '-c', confPath], { cpus: o.cpus });
+  const child = spawnTracked(`nginx backend${o.certs ? ' (tls)' : ''}`, bin, ['-p', dir, '-e', 'stderr', '-c', confPath], { cpus: o.cpus });
   await waitForPort(port, child);
   rememberTree(child);
   return { kind: 'nginx', tls: !!o.certs, port, child, stop: () => stopTracked(child) };

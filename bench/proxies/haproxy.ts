@@ -6,11 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { findBinary, missingReason } from '../bin';
 import { rememberTree, spawnTracked, stopTracked } from '../children';
 import { firstError, waitForPort } from '../net-util';
 import { backTls, frontTls, StartError, type ProxyContext, type ProxyDriver, type RunningProxy } from './types';
 
-export const HAPROXY_BIN = '/usr/sbin/haproxy';
 
 export function haproxyConfig(ctx: ProxyContext): string {
   const bindTls = frontTls(ctx.scenario) ? ` ssl crt ${ctx.certs.combined} ssl-min-ver TLSv1.2` : '';
@@ -48,10 +48,10 @@ backend servers
 
 export const haproxy: ProxyDriver = {
   name: 'haproxy',
-  unavailable: () => (fs.existsSync(HAPROXY_BIN) ? undefined : `${HAPROXY_BIN} not found`),
+  unavailable: () => (findBinary('haproxy') ? undefined : missingReason('haproxy')),
   version: () => {
     try {
-      return execFileSync(HAPROXY_BIN, ['-v'], { encoding: 'utf8' }).split('\n')[0].trim();
+      return execFileSync(findBinary('haproxy') ?? 'haproxy', ['-v'], { encoding: 'utf8' }).split('\n')[0].trim();
     } catch {
       return 'unknown';
     }
@@ -61,7 +61,7 @@ export const haproxy: ProxyDriver = {
     const config = haproxyConfig(ctx);
     fs.writeFileSync(cfg, config);
     // -db: stay in the foreground, no daemon, no master process: one PID to measure.
-    const child = spawnTracked('haproxy', HAPROXY_BIN, ['-db', '-f', cfg], { cpus: ctx.cpus });
+    const child = spawnTracked('haproxy', findBinary('haproxy') ?? 'haproxy', ['-db', '-f', cfg], { cpus: ctx.cpus });
     try {
       await waitForPort(ctx.port, child);
     } catch (err) {

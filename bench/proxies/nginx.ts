@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { NGINX_BIN } from '../backends';
+import { findBinary, missingReason } from '../bin';
 import { rememberTree, spawnTracked, stopTracked } from '../children';
 import { nginxHead, nginxHttpCommon } from '../nginx-conf';
 import { waitForPort } from '../net-util';
@@ -52,17 +52,17 @@ ${upstreamTls}    }
 
 export const nginx: ProxyDriver = {
   name: 'nginx',
-  unavailable: () => (fs.existsSync(NGINX_BIN) ? undefined : `${NGINX_BIN} not found`),
+  unavailable: () => (findBinary('nginx') ? undefined : missingReason('nginx')),
   version: () => {
     // nginx -v prints to stderr.
-    const r = spawnSync(NGINX_BIN, ['-v'], { encoding: 'utf8' });
+    const r = spawnSync(findBinary('nginx') ?? 'nginx', ['-v'], { encoding: 'utf8' });
     return (r.stderr ?? '').trim() || 'unknown';
   },
   async start(ctx: ProxyContext): Promise<RunningProxy> {
     const conf = path.join(ctx.workDir, 'nginx.conf');
     const config = nginxProxyConfig(ctx);
     fs.writeFileSync(conf, config);
-    const child = spawnTracked('nginx', NGINX_BIN, ['-p', ctx.workDir, '-e', 'stderr', '-c', conf], { cpus: ctx.cpus });
+    const child = spawnTracked('nginx', findBinary('nginx') ?? 'nginx', ['-p', ctx.workDir, '-e', 'stderr', '-c', conf], { cpus: ctx.cpus });
     try {
       await waitForPort(ctx.port, child);
     } catch (err) {

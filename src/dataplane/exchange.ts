@@ -49,6 +49,8 @@ export class Exchange implements UpstreamSink {
   /** Response body bytes uWS did not take yet (backpressure), copied, and their body offset. */
   private tail: Buffer | null = null;
   private tailOffset = 0;
+  /** Body bytes uWS has taken so far (its write offset, tracked here to save a native call). */
+  private bodyOffset = 0;
   private readonly bodyless: boolean;
   deadline = 0;
 
@@ -242,6 +244,10 @@ export class Exchange implements UpstreamSink {
     this.deadline = Date.now() + this.vs.config.timeouts.server;
     connection.attach(this, this.bodyless);
     const socket = connection.socket;
+    if (this.replayBytes === 0 && !this.request.chunked) {
+      socket.write(this.request.head); // the common case: one write, no cork
+      return;
+    }
     socket.cork();
     socket.write(this.request.head);
     if (this.replay !== null) for (const chunk of this.replay) this.writeBodyChunk(connection, chunk);
@@ -275,11 +281,13 @@ export class Exchange implements UpstreamSink {
       this.tail = Buffer.concat([this.tail, chunk]);
       return;
     }
-    const offset = this.res.getWriteOffset();
+    const offset = this.bodyOffset;
     const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
     if (done) {
       this.resDone = true;
-    } else if (!ok) {
+    } else if (ok) {
+      this.bodyOffset += chunk.length;
+    } else {
       this.tail = Buffer.from(chunk); // copy: the read buffer is reused
       this.tailOffset = offset;
       this.waitForClient();
@@ -304,6 +312,7 @@ export class Exchange implements UpstreamSink {
         return true;
       }
       if (!ok) return false;
+      this.bodyOffset = this.tailOffset + this.tail.length;
       this.tail = null;
     }
     if (this.connection !== null) {

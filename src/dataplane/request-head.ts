@@ -44,16 +44,47 @@ export interface RequestInfo {
 
 // Per-thread scratch state for the header callback (one request is copied at a time).
 let collected = '';
-let nominated: string[] | null = null;
 let forwardedFor = '';
+let host = '';
+let lengthText = '';
+let transferEncoding = '';
+let connection = '';
 
+/** One uWS header callback per field; the framing fields are kept aside, one pass over the head. */
 function collectHeader(name: string, value: string): void {
-  if (HOP_BY_HOP.has(name)) {
-    if (name === 'x-forwarded-for') forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
+  if (!HOP_BY_HOP.has(name)) {
+    if (name === 'host') host = value;
+    collected += `${name}: ${value}\r\n`;
     return;
   }
-  if (nominated !== null && nominated.includes(name)) return;
-  collected += `${name}: ${value}\r\n`;
+  switch (name) {
+    case 'x-forwarded-for':
+      forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
+      break;
+    case 'content-length':
+      lengthText = value;
+      break;
+    case 'transfer-encoding':
+      transferEncoding = value;
+      break;
+    case 'connection':
+      connection = connection ? `${connection}, ${value}` : value;
+      break;
+  }
+}
+
+/** RFC 9110 §7.6.1: removes the fields a Connection header names (rare, so not on the fast path). */
+function withoutNominated(lines: string, connectionValue: string): string {
+  const names = connectionValue
+    .toLowerCase()
+    .split(',')
+    .map((token) => token.trim())
+    .filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive');
+  if (names.length === 0) return lines;
+  return lines
+    .split('\r\n')
+    .filter((line) => line === '' || !names.includes(line.slice(0, line.indexOf(':'))))
+    .join('\r\n');
 }
 
 /**
@@ -62,19 +93,18 @@ function collectHeader(name: string, value: string): void {
  */
 export function copyRequest(req: HttpRequest, clientAddress: string, proto: string, port: string): RequestInfo {
   const method = req.getCaseSensitiveMethod();
+  const url = req.getUrl();
   const query = req.getQuery();
-  const target = query ? `${req.getUrl()}?${query}` : req.getUrl();
-  const connection = req.getHeader('connection');
-  nominated = null;
-  if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') {
-    nominated = connection.toLowerCase().split(',').map((token) => token.trim());
-  }
-  const host = req.getHeader('host');
-  const lengthText = req.getHeader('content-length');
-  const chunked = req.getHeader('transfer-encoding') !== '';
+  const target = query ? `${url}?${query}` : url;
   collected = '';
   forwardedFor = '';
+  host = '';
+  lengthText = '';
+  transferEncoding = '';
+  connection = '';
   req.forEach(collectHeader);
+  if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') collected = withoutNominated(collected, connection);
+  const chunked = transferEncoding !== '';
   const contentLength = lengthText === '' ? -1 : Number(lengthText);
   let framing = '';
   if (chunked) framing = 'transfer-encoding: chunked\r\n';

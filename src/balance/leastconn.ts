@@ -13,7 +13,7 @@ export class LeastConnBalancer implements Balancer {
   constructor(private readonly table: ServerTable) {}
 
   pick(exclude: number): number {
-    const { slots, base, count } = this.table;
+    const { slots, members, count } = this.table;
     const start = this.rotation++ % count;
     if (this.rotation >= 0x3fffffff) this.rotation = 0;
     let best = -1;
@@ -25,7 +25,7 @@ export class LeastConnBalancer implements Balancer {
       if (local === exclude) continue;
       const weight = eligibleWeight(this.table, local);
       if (weight === 0) continue;
-      const load = Atomics.load(slots, (base + local) * SLOT_STRIDE + F_INFLIGHT) + 1;
+      const load = Atomics.load(slots, members[local] * SLOT_STRIDE + F_INFLIGHT) + 1;
       // load/weight < bestLoad/bestWeight, compared without division.
       if (best === -1 || load * bestWeight < bestLoad * weight) {
         best = local;

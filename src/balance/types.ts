@@ -8,8 +8,8 @@ import { ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_WEIGHT, HEALTH_UP, SLOT_STRIDE } fro
 /** The servers of one virtual service inside the shared Int32 slot table. */
 export interface ServerTable {
   readonly slots: Int32Array;
-  /** Global index of this virtual service's first server. */
-  readonly base: number;
+  /** Shared slot index of each server, by its local index (config order). */
+  readonly members: Int32Array;
   readonly count: number;
 }
 
@@ -23,7 +23,7 @@ export interface Balancer {
 
 /** Weight of a server if it may take a new request now, else 0. */
 export function eligibleWeight(table: ServerTable, local: number): number {
-  const at = (table.base + local) * SLOT_STRIDE;
+  const at = table.members[local] * SLOT_STRIDE;
   const slots = table.slots;
   if (Atomics.load(slots, at + F_HEALTH) !== HEALTH_UP) return 0;
   if (Atomics.load(slots, at + F_ADMIN) !== ADMIN_ONLINE) return 0;

@@ -5,6 +5,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/schema';
 import type { LayoutShape } from '../state/layout';
+import type { SlotPlan } from '../state/plan';
 
 export interface ServeTask {
   /** Thread slot: index of this thread's statistics region, and its CPU when pinning. */
@@ -12,6 +13,7 @@ export interface ServeTask {
   config: Config;
   shared: SharedArrayBuffer;
   shape: LayoutShape;
+  plan: SlotPlan;
   port: MessagePort;
 }
 

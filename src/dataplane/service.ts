@@ -7,6 +7,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { createBalancer, type Balancer } from '../balance';
 import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
 import { F_INFLIGHT, SLOT_STRIDE, type SharedViews } from '../state/layout';
+import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
 import type { Exchange } from './exchange';
 
@@ -20,13 +21,14 @@ export class ServerRuntime {
   constructor(
     readonly config: ServerConfig,
     readonly local: number,
-    readonly global: number,
+    /** This server's slot in shared memory. */
+    readonly slot: number,
     vs: VirtualServiceConfig,
     views: SharedViews,
     thread: number,
   ) {
-    this.inflightIndex = global * SLOT_STRIDE + F_INFLIGHT;
-    this.statBase = views.layout.serverStat(thread, global, 0);
+    this.inflightIndex = slot * SLOT_STRIDE + F_INFLIGHT;
+    this.statBase = views.layout.serverStat(thread, slot, 0);
     this.pool = new ServerPool({
       host: config.address.host,
       port: config.address.port,
@@ -53,15 +55,14 @@ export class ServiceRuntime {
 
   constructor(
     readonly config: VirtualServiceConfig,
-    readonly index: number,
+    readonly plan: SlotPlan['vs'][number],
     readonly views: SharedViews,
     readonly thread: number,
   ) {
-    const base = views.layout.vsServerBase[index];
-    this.servers = config.servers.map((server, local) => new ServerRuntime(server, local, base + local, config, views, thread));
-    this.balancer = createBalancer(config.balance, { slots: views.servers, base, count: config.servers.length });
-    this.statBase = views.layout.vsStat(thread, index, 0);
-    this.errorBase = views.layout.vsError(thread, index, 0);
+    this.servers = config.servers.map((server, local) => new ServerRuntime(server, local, plan.servers[local], config, views, thread));
+    this.balancer = createBalancer(config.balance, { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length });
+    this.statBase = views.layout.vsStat(thread, plan.slot, 0);
+    this.errorBase = views.layout.vsError(thread, plan.slot, 0);
     this.proto = 'http';
     this.portText = String(config.listen.port);
   }

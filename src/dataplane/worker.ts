@@ -32,7 +32,7 @@ export default async function serve(task: ServeTask): Promise<string> {
   const send = (message: FromThread) => port.postMessage(message);
   const uws: Uws = loadNativeUws();
   const views = mapShared(task.shared, task.shape);
-  const services = task.config.virtual_services.map((vs, index) => new ServiceRuntime(vs, index, views, slot));
+  const services = task.config.virtual_services.map((vs, index) => new ServiceRuntime(vs, task.plan.vs[index], views, slot));
   send({ type: 'started', slot, tid: threadId() });
 
   const sweep = setInterval(() => {

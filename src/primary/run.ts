@@ -6,19 +6,27 @@ import { workerCount } from '../config/load';
 import type { Config } from '../config/schema';
 import { createLogger, type Logger } from '../observe/log';
 import type { SharedViews } from '../state/layout';
-import { layoutFor } from './shared-state';
+import { applyPlan, createSharedFor } from './shared-state';
+import { SlotAllocator } from './slots';
+import { snapshot, type ServiceStatus } from './status';
 import { Supervisor } from './supervisor';
 
 export interface Running {
   supervisor: Supervisor;
   shared: SharedViews;
+  /** Live state and counters of the running config. */
+  status(): ServiceStatus[];
   stop(): Promise<void>;
 }
 
 export async function runCarelb(config: Config, log: Logger = createLogger(), onStopped?: () => Promise<void>): Promise<Running> {
   const threads = workerCount(config);
-  const shared = layoutFor(config, threads);
-  const supervisor = new Supervisor(config, threads, shared, log);
+  const slots = SlotAllocator.forConfig(config);
+  const planned = slots.plan(config);
+  if ('error' in planned) throw new Error(planned.error);
+  const shared = createSharedFor(slots.vsCapacity, slots.serverCapacity, threads);
+  applyPlan(shared, config, planned.plan, planned.freshServers, planned.freshVs);
+  const supervisor = new Supervisor(config, planned.plan, threads, shared, log);
   try {
     await supervisor.start();
   } catch (error) {
@@ -48,5 +56,5 @@ export async function runCarelb(config: Config, log: Logger = createLogger(), on
       supervisor.crashThread(0);
     });
   }
-  return { supervisor, shared, stop };
+  return { supervisor, shared, status: () => snapshot(supervisor.config, supervisor.plan, shared), stop };
 }

@@ -6,6 +6,7 @@
 import type { Config } from '../config/schema';
 import { ERROR_NAMES } from '../errors';
 import { ADMIN_DRAIN, ADMIN_HALT, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_UP, sumOverThreads, type SharedViews } from '../state/layout';
+import type { SlotPlan } from '../state/plan';
 import { SERVER_STATS, VS_STATS, type ServerStat, type VsStat } from '../state/stats';
 
 export interface ServerStatus {
@@ -27,16 +28,16 @@ export interface ServiceStatus {
   servers: ServerStatus[];
 }
 
-export function snapshot(config: Config, shared: SharedViews): ServiceStatus[] {
+export function snapshot(config: Config, plan: SlotPlan, shared: SharedViews): ServiceStatus[] {
   const { layout, servers } = shared;
   return config.virtual_services.map((vs, v) => ({
     name: vs.name,
     listen: `${vs.listen.host}:${vs.listen.port}`,
     balance: vs.balance,
-    counters: Object.fromEntries(VS_STATS.map((stat, i) => [stat, sumOverThreads(shared, (t) => layout.vsStat(t, v, i))])) as Record<VsStat, number>,
-    errors: Object.fromEntries(ERROR_NAMES.map((name, i) => [name, sumOverThreads(shared, (t) => layout.vsError(t, v, i))])),
+    counters: Object.fromEntries(VS_STATS.map((stat, i) => [stat, sumOverThreads(shared, (t) => layout.vsStat(t, plan.vs[v].slot, i))])) as Record<VsStat, number>,
+    errors: Object.fromEntries(ERROR_NAMES.map((name, i) => [name, sumOverThreads(shared, (t) => layout.vsError(t, plan.vs[v].slot, i))])),
     servers: vs.servers.map((server, s) => {
-      const global = layout.vsServerBase[v] + s;
+      const global = plan.vs[v].servers[s];
       const admin = Atomics.load(servers, layout.serverField(global, F_ADMIN));
       return {
         name: server.name,

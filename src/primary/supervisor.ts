@@ -11,6 +11,7 @@ import type { Config } from '../config/schema';
 import type { FromThread, ServeTask, ToThread } from '../dataplane/messages';
 import type { Logger } from '../observe/log';
 import type { SharedViews } from '../state/layout';
+import type { SlotPlan } from '../state/plan';
 import { cpuForSlot, pinThread } from './pinning';
 
 interface Slot {
@@ -31,7 +32,9 @@ export class Supervisor {
   private readyWaiters: { resolve: () => void; reject: (error: Error) => void } | null = null;
 
   constructor(
-    private readonly config: Config,
+    /** The config and slot plan every (re)started thread gets: updated on reload. */
+    public config: Config,
+    public plan: SlotPlan,
     private readonly threads: number,
     private readonly shared: SharedViews,
     private readonly log: Logger,
@@ -80,7 +83,7 @@ export class Supervisor {
     this.slots[slot].port = port1;
     this.slots[slot].listening = false;
     port1.on('message', (message: FromThread) => this.onThreadMessage(message));
-    const task: ServeTask = { slot, config: this.config, shared: this.shared.buffer, shape: this.shared.layout.shape, port: port2 };
+    const task: ServeTask = { slot, config: this.config, plan: this.plan, shared: this.shared.buffer, shape: this.shared.layout.shape, port: port2 };
     this.slots[slot].task = this.pool.run(task, { transferList: [port2] as never }).then(
       () => port1.close(),
       (error: Error) => {

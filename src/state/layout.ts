@@ -1,5 +1,7 @@
 /**
- * Shared-memory layout: one SharedArrayBuffer that every data-plane thread and the primary map.
+ * Shared-memory layout: one SharedArrayBuffer that every data-plane thread and the primary map,
+ * sized once at start for a fixed number of server and virtual-service slots, so a reload
+ * never moves a server's counters (each server keeps its slot while it exists).
  *
  * Part 1, server slots (Int32, read and written with Atomics by every thread): one 64-byte
  * cache line per server (stride 16 Int32s) so two servers' hot counters never share a line.
@@ -26,56 +28,46 @@ export const ADMIN_DRAIN = 1;
 export const ADMIN_HALT = 2;
 
 export interface LayoutShape {
-  /** Servers of each virtual service, in config order. */
-  serversPerVs: number[];
+  /** Server slots available; servers keep their slot across reloads (see primary/slots.ts). */
+  serverCapacity: number;
+  /** Virtual-service slots available. */
+  vsCapacity: number;
   threadSlots: number;
 }
 
 export class SharedLayout {
-  readonly serverCount: number;
-  readonly vsCount: number;
-  /** First global server index of each virtual service. */
-  readonly vsServerBase: number[];
   readonly threadStride: number;
   readonly vsStatsBase: number;
   readonly vsErrorsBase: number;
   readonly serverBytes: number;
 
   constructor(readonly shape: LayoutShape) {
-    this.vsCount = shape.serversPerVs.length;
-    this.vsServerBase = [];
-    let total = 0;
-    for (const n of shape.serversPerVs) {
-      this.vsServerBase.push(total);
-      total += n;
-    }
-    this.serverCount = total;
-    this.serverBytes = total * SLOT_STRIDE * 4;
-    this.vsStatsBase = total * SERVER_STATS.length;
-    this.vsErrorsBase = this.vsStatsBase + this.vsCount * VS_STATS.length;
-    this.threadStride = this.vsErrorsBase + this.vsCount * ERROR_NAMES.length;
+    this.serverBytes = shape.serverCapacity * SLOT_STRIDE * 4;
+    this.vsStatsBase = shape.serverCapacity * SERVER_STATS.length;
+    this.vsErrorsBase = this.vsStatsBase + shape.vsCapacity * VS_STATS.length;
+    this.threadStride = this.vsErrorsBase + shape.vsCapacity * ERROR_NAMES.length;
   }
 
   byteLength(): number {
     return this.serverBytes + this.shape.threadSlots * this.threadStride * 8;
   }
 
-  /** Index of a server's field in the Int32 view. */
-  serverField(globalServer: number, field: number): number {
-    return globalServer * SLOT_STRIDE + field;
+  /** Index of a server slot's field in the Int32 view. */
+  serverField(serverSlot: number, field: number): number {
+    return serverSlot * SLOT_STRIDE + field;
   }
 
   /** Index in the Float64 stats view of a thread's server counter. */
-  serverStat(thread: number, globalServer: number, stat: number): number {
-    return thread * this.threadStride + globalServer * SERVER_STATS.length + stat;
+  serverStat(thread: number, serverSlot: number, stat: number): number {
+    return thread * this.threadStride + serverSlot * SERVER_STATS.length + stat;
   }
 
-  vsStat(thread: number, vs: number, stat: number): number {
-    return thread * this.threadStride + this.vsStatsBase + vs * VS_STATS.length + stat;
+  vsStat(thread: number, vsSlot: number, stat: number): number {
+    return thread * this.threadStride + this.vsStatsBase + vsSlot * VS_STATS.length + stat;
   }
 
-  vsError(thread: number, vs: number, error: number): number {
-    return thread * this.threadStride + this.vsErrorsBase + vs * ERROR_NAMES.length + error;
+  vsError(thread: number, vsSlot: number, error: number): number {
+    return thread * this.threadStride + this.vsErrorsBase + vsSlot * ERROR_NAMES.length + error;
   }
 }
 
@@ -92,12 +84,12 @@ export function mapShared(buffer: SharedArrayBuffer, shape: LayoutShape): Shared
   return {
     layout,
     buffer,
-    servers: new Int32Array(buffer, 0, layout.serverCount * SLOT_STRIDE),
+    servers: new Int32Array(buffer, 0, layout.shape.serverCapacity * SLOT_STRIDE),
     stats: new Float64Array(buffer, layout.serverBytes, layout.shape.threadSlots * layout.threadStride),
   };
 }
 
-/** Allocates a zeroed buffer for `shape`; servers start up and online with weight 0 (set by the caller). */
+/** Allocates a zeroed buffer for `shape`; the primary sets each used server slot. */
 export function createShared(shape: LayoutShape): SharedViews {
   const layout = new SharedLayout(shape);
   return mapShared(new SharedArrayBuffer(layout.byteLength()), shape);

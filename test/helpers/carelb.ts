@@ -13,7 +13,7 @@ import { validateConfig } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
 import { createLogger } from '../../src/observe/log';
 import { runCarelb, type Running } from '../../src/primary/run';
-import { snapshot, type ServiceStatus } from '../../src/primary/status';
+import type { ServiceStatus } from '../../src/primary/status';
 
 export const CLI = join(__dirname, '..', '..', 'src', 'cli.js');
 
@@ -41,7 +41,7 @@ export async function startInProcess(t: TestContext, document: unknown): Promise
     await running.stop();
   };
   t.after(stop);
-  return { running, config, status: () => snapshot(config, running.shared), stop };
+  return { running, config, status: () => running.status(), stop };
 }
 
 export interface Child {

@@ -5,14 +5,16 @@ import { RoundRobinBalancer } from '../../src/balance/roundrobin';
 import type { ServerTable } from '../../src/balance/types';
 import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE } from '../../src/state/layout';
 
+/** A table whose servers sit at slots base, base+2, base+4...: members need not be contiguous. */
 function table(weights: number[], base = 0): ServerTable & { set(i: number, field: number, value: number): void } {
-  const slots = new Int32Array(new SharedArrayBuffer((base + weights.length) * SLOT_STRIDE * 4));
+  const members = Int32Array.from(weights, (_w, i) => base + 2 * i);
+  const slots = new Int32Array(new SharedArrayBuffer((base + 2 * weights.length) * SLOT_STRIDE * 4));
   weights.forEach((w, i) => {
-    slots[(base + i) * SLOT_STRIDE + F_HEALTH] = HEALTH_UP;
-    slots[(base + i) * SLOT_STRIDE + F_ADMIN] = ADMIN_ONLINE;
-    slots[(base + i) * SLOT_STRIDE + F_WEIGHT] = w;
+    slots[members[i] * SLOT_STRIDE + F_HEALTH] = HEALTH_UP;
+    slots[members[i] * SLOT_STRIDE + F_ADMIN] = ADMIN_ONLINE;
+    slots[members[i] * SLOT_STRIDE + F_WEIGHT] = w;
   });
-  return { slots, base, count: weights.length, set: (i, field, value) => (slots[(base + i) * SLOT_STRIDE + field] = value) };
+  return { slots, members, count: weights.length, set: (i, field, value) => (slots[members[i] * SLOT_STRIDE + field] = value) };
 }
 
 function counts(picks: number[], n: number): number[] {
@@ -73,7 +75,7 @@ test('round-robin splits 1:3 weights exactly and interleaves them', () => {
   assert.deepEqual(picks.slice(0, 8), [1, 0, 1, 1, 1, 0, 1, 1]);
 });
 
-test('balancers read servers at the table base offset (virtual services share one table)', () => {
+test('balancers read servers at their own slots (virtual services share one table)', () => {
   const t = table([2, 1], 3);
   t.set(0, F_HEALTH, HEALTH_DOWN);
   assert.equal(new LeastConnBalancer(t).pick(-1), 1);

@@ -2,7 +2,8 @@
 /**
  * carelb command line: start | check | tune | version.
  */
-import { loadConfigFile } from './config/load';
+import { readFileSync } from 'node:fs';
+import { loadConfigFile, loadConfigText } from './config/load';
 import { NativeUwsMissing, loadNativeUws } from './native';
 import { createLogger } from './observe/log';
 import { runCarelb } from './primary/run';
@@ -49,13 +50,20 @@ async function start(file: string | undefined): Promise<number> {
   const log = createLogger();
   let running;
   if (file) {
-    const result = loadConfigFile(file);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      process.stderr.write(`${file}: cannot read config: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
+      return 1;
+    }
+    const result = loadConfigText(text, file);
     if (!result.ok) {
       process.stderr.write(`${file}: invalid config, not starting\n${result.errors.map((e) => `  ${e}`).join('\n')}\n`);
       return 1;
     }
     try {
-      running = await runCarelb(result.config, log);
+      running = await runCarelb(result.config, { log, configPath: file, configText: text });
     } catch (error) {
       process.stderr.write(`carelb: ${(error as Error).message}\n`);
       return 1;
@@ -64,6 +72,11 @@ async function start(file: string | undefined): Promise<number> {
     const { startDemo } = await import('./demo/demo');
     running = await startDemo(log);
   }
+  const live = running;
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'signal received: reloading the config');
+    void live.reload('SIGHUP');
+  });
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
       log.info({ signal }, 'signal received');

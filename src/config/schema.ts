@@ -45,12 +45,56 @@ const name = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
 
+/** "200", 200, or "200-399": expected health-check statuses. */
+const statusRange = z.union([z.number().int().min(100).max(599), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') return [value, value] as [number, number];
+  const match = /^(\d{3})(?:-(\d{3}))?$/.exec(value.trim());
+  const low = match ? Number(match[1]) : NaN;
+  const high = match ? Number(match[2] ?? match[1]) : NaN;
+  if (!match || low < 100 || high > 599 || low > high) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a status or a range like 200-399` });
+    return z.NEVER;
+  }
+  return [low, high] as [number, number];
+});
+
+/** Active health checks, run by the primary. All keys optional; a server may override any of them. */
+const healthCheckFields = {
+  type: z.enum(['http', 'https', 'tcp']),
+  method: z.string().regex(/^[A-Z]{1,16}$/, 'must be an HTTP method in capitals'),
+  path: z.string().startsWith('/', 'must start with /'),
+  /** Host header; default: the server address. */
+  host: z.string().min(1),
+  expect_status: z.array(statusRange).min(1),
+  /** Substring the response body must contain. */
+  expect_body: z.string(),
+  interval: duration,
+  timeout: duration,
+  /** Consecutive passes to go up. */
+  rise: z.number().int().min(1).max(100),
+  /** Consecutive failures to go down. */
+  fall: z.number().int().min(1).max(100),
+};
+export const HEALTH_CHECK_DEFAULTS = {
+  type: 'http',
+  method: 'GET',
+  path: '/health',
+  expect_status: [[200, 399]] as [number, number][],
+  interval: 2000,
+  timeout: 1000,
+  rise: 2,
+  fall: 3,
+} as const;
+const healthCheck = z.object(healthCheckFields).partial().strict();
+
 const server = z
   .object({
     name,
     address: hostPort,
     /** Relative share of traffic; 0 = takes no new requests. */
     weight: z.number().int().min(0).max(256).default(1),
+    /** Overrides of the virtual service's health_check for this server. */
+    health_check: healthCheck.optional(),
   })
   .strict();
 
@@ -71,6 +115,8 @@ const virtualService = z
     listen: hostPort,
     balance: z.enum(['leastconn', 'roundrobin']).default('leastconn'),
     timeouts: timeouts.default({}),
+    /** Active health checks of the servers; absent: servers are assumed up. */
+    health_check: healthCheck.optional(),
     /** Most idle keep-alive connections a thread keeps per server. */
     max_idle_per_server: z.number().int().min(0).max(100_000).default(256),
     servers: z.array(server).min(1, 'needs at least one server'),
@@ -93,6 +139,17 @@ export const configSchema = z
     /** On SIGTERM/SIGINT, in-flight requests get this long to finish. */
     shutdown_grace: duration.default('10s'),
     virtual_services: z.array(virtualService).min(1, 'needs at least one virtual service'),
+    /** Admin API, dashboard and metrics, served by the primary. */
+    admin: z
+      .object({
+        listen: hostPort.default('127.0.0.1:9900'),
+        /** Bearer token file; generated (mode 0600) at first start when missing. */
+        token_file: z.string().min(1).default('/etc/carelb/admin.token'),
+        /** Serve /metrics without a token. */
+        metrics_public: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -111,3 +168,5 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type VirtualServiceConfig = Config['virtual_services'][number];
 export type ServerConfig = VirtualServiceConfig['servers'][number];
+export type HealthCheckConfig = z.output<typeof healthCheck>;
+export type AdminConfig = NonNullable<Config['admin']>;

@@ -3,7 +3,7 @@
  * listener. The handler copies what it needs from the request, attaches onAborted (and
  * onData when a body follows) before it returns, and hands over to an Exchange.
  */
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Uws } from '../native';
 import { Exchange } from './exchange';
 import { copyRequest } from './request-head';
@@ -47,32 +47,51 @@ function handleRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpRequest):
   exchange.start();
 }
 
-/** Creates the uWS app for `vs` and listens; resolves false when the address cannot be bound. */
-export function openFrontend(uws: Uws, vs: ServiceRuntime): Promise<boolean> {
-  const app = uws.App();
-  app.any('/*', (res, req) => handleRequest(vs, res, req));
-  vs.app = app;
-  return new Promise((resolve) => {
-    app.listen(vs.config.listen.host, vs.config.listen.port, (listenSocket) => {
-      vs.listenSocket = listenSocket || null;
-      resolve(Boolean(listenSocket));
-    });
-  });
-}
+/**
+ * The listening side of one virtual service in one thread: its uWS app and listen socket.
+ * It outlives config reloads that keep its address: requests go to `current`, the service
+ * runtime of the config in force, so a reload swaps that and keeps the listener open.
+ */
+export class Frontend {
+  private readonly app: TemplatedApp;
+  private listenSocket: us_listen_socket | null = null;
 
-/** Stops accepting new connections; open ones keep being served. */
-export function stopListening(uws: Uws, vs: ServiceRuntime): void {
-  if (vs.listenSocket) {
-    uws.us_listen_socket_close(vs.listenSocket);
-    vs.listenSocket = null;
+  constructor(
+    private readonly uws: Uws,
+    public current: ServiceRuntime,
+  ) {
+    this.app = uws.App();
+    this.app.any('/*', (res, req) => handleRequest(this.current, res, req));
   }
-}
 
-/** Closes every socket of the service: listener, client connections and server connections. */
-export function closeService(uws: Uws, vs: ServiceRuntime): void {
-  stopListening(uws, vs);
-  // App.close() exists in uWS v20.30 (closes the listener and every connection) but is missing from its typings.
-  (vs.app as (TemplatedApp & { close(): void }) | null)?.close();
-  vs.app = null;
-  for (const server of vs.servers) server.pool.closeAll();
+  /** What must stay equal for a reload to keep this listener. */
+  static identity(vs: ServiceRuntime): string {
+    return `${vs.config.listen.host}:${vs.config.listen.port}`;
+  }
+
+  /** Resolves false when the address cannot be bound. */
+  listen(): Promise<boolean> {
+    const { host, port } = this.current.config.listen;
+    return new Promise((resolve) => {
+      this.app.listen(host, port, (listenSocket) => {
+        this.listenSocket = listenSocket || null;
+        resolve(Boolean(listenSocket));
+      });
+    });
+  }
+
+  /** Stops accepting new connections; open ones keep being served. */
+  stopListening(): void {
+    if (this.listenSocket) {
+      this.uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = null;
+    }
+  }
+
+  /** Closes the listener and every client connection still open. */
+  close(): void {
+    this.stopListening();
+    // App.close() exists in uWS v20.30 (closes the listener and every connection) but is missing from its typings.
+    (this.app as TemplatedApp & { close(): void }).close();
+  }
 }

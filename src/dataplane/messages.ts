@@ -19,6 +19,8 @@ export interface ServeTask {
 
 export type ToThread =
   | { type: 'stop'; graceMs: number }
+  /** Apply a new config in place; answered with 'reloaded'. */
+  | { type: 'reload'; config: Config; plan: SlotPlan; generation: number }
   /** Fault injection for tests (only honoured when CARELB_FAULT_INJECTION=1). */
   | { type: 'crash' };
 
@@ -26,4 +28,6 @@ export type FromThread =
   | { type: 'started'; slot: number; tid: number }
   | { type: 'listening'; slot: number }
   | { type: 'listen-failed'; slot: number; service: string; address: string }
-  | { type: 'crashed'; slot: number; error: string };
+  | { type: 'crashed'; slot: number; error: string }
+  /** `failed`: virtual services whose new listener could not be opened. */
+  | { type: 'reloaded'; slot: number; generation: number; failed: string[] };

@@ -3,7 +3,6 @@
  * pools, its balancer over the shared table, its uWS app and listener, and the exchanges in
  * flight. Created and used by one thread only.
  */
-import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { createBalancer, type Balancer } from '../balance';
 import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
 import { F_INFLIGHT, SLOT_STRIDE, type SharedViews } from '../state/layout';
@@ -12,7 +11,7 @@ import { ServerPool } from '../upstream/pool';
 import type { Exchange } from './exchange';
 
 export class ServerRuntime {
-  readonly pool: ServerPool;
+  pool: ServerPool;
   /** Index of this server's in-flight counter in the shared Int32 table. */
   readonly inflightIndex: number;
   /** Index of this thread's first counter for this server in the Float64 stats. */
@@ -37,6 +36,16 @@ export class ServerRuntime {
       maxIdle: vs.max_idle_per_server,
     });
   }
+
+  /** The same server under a reloaded config: same slot and pool, new settings. */
+  carriedInto(config: ServerConfig, local: number, vs: VirtualServiceConfig): ServerRuntime {
+    const next = Object.create(ServerRuntime.prototype) as ServerRuntime;
+    Object.assign(next, this, { config, local });
+    next.pool.options.connectTimeoutMs = vs.timeouts.connect;
+    next.pool.options.idleMs = vs.timeouts.upstream_idle;
+    next.pool.options.maxIdle = vs.max_idle_per_server;
+    return next;
+  }
 }
 
 export class ServiceRuntime {
@@ -48,8 +57,6 @@ export class ServiceRuntime {
   readonly portText: string;
   /** Exchanges not yet finished, for timeouts and shutdown. */
   readonly active = new Set<Exchange>();
-  listenSocket: us_listen_socket | null = null;
-  app: TemplatedApp | null = null;
   /** Set during shutdown: responses close their connection. */
   closing = false;
 
@@ -58,8 +65,17 @@ export class ServiceRuntime {
     readonly plan: SlotPlan['vs'][number],
     readonly views: SharedViews,
     readonly thread: number,
+    /** Servers of the previous config by slot: kept (with their warm pools) when the address is unchanged. */
+    previous: Map<number, ServerRuntime> = new Map(),
   ) {
-    this.servers = config.servers.map((server, local) => new ServerRuntime(server, local, plan.servers[local], config, views, thread));
+    this.servers = config.servers.map((server, local) => {
+      const slot = plan.servers[local];
+      const old = previous.get(slot);
+      if (old && old.config.address.host === server.address.host && old.config.address.port === server.address.port) {
+        return old.carriedInto(server, local, config);
+      }
+      return new ServerRuntime(server, local, slot, config, views, thread);
+    });
     this.balancer = createBalancer(config.balance, { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length });
     this.statBase = views.layout.vsStat(thread, plan.slot, 0);
     this.errorBase = views.layout.vsError(thread, plan.slot, 0);
@@ -73,11 +89,24 @@ export class ServiceRuntime {
     for (const exchange of this.active) exchange.checkDeadline(now);
   }
 
-  /** Called by an exchange when it ends; wakes a shutdown waiting for the service to go idle. */
-  onExchangeEnded(): void {
-    if (this.onIdle !== null && this.active.size === 0) this.onIdle();
+  /** Servers by slot, for the next config's runtime to carry over. */
+  serversBySlot(): Map<number, ServerRuntime> {
+    return new Map(this.servers.map((server) => [server.slot, server]));
   }
 
-  /** Set by a graceful stop: called when the last exchange ends. */
-  onIdle: (() => void) | null = null;
+  /** Called by an exchange when it ends; wakes whoever waits for the service to go idle. */
+  onExchangeEnded(): void {
+    if (this.active.size === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters.splice(0);
+      for (const wake of waiters) wake();
+    }
+  }
+
+  /** Resolves when no exchange is in flight. */
+  whenIdle(): Promise<void> {
+    if (this.active.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private readonly idleWaiters: (() => void)[] = [];
 }

@@ -11,9 +11,8 @@
 import { readlinkSync } from 'node:fs';
 import { loadNativeUws, type Uws } from '../native';
 import { mapShared } from '../state/layout';
-import { closeService, openFrontend, stopListening } from './frontend';
 import type { FromThread, ServeTask, ToThread } from './messages';
-import { ServiceRuntime } from './service';
+import { DataPlane } from './plane';
 
 const SWEEP_INTERVAL_MS = 100;
 
@@ -31,25 +30,16 @@ export default async function serve(task: ServeTask): Promise<string> {
   const { slot, port } = task;
   const send = (message: FromThread) => port.postMessage(message);
   const uws: Uws = loadNativeUws();
-  const views = mapShared(task.shared, task.shape);
-  const services = task.config.virtual_services.map((vs, index) => new ServiceRuntime(vs, task.plan.vs[index], views, slot));
+  const plane = new DataPlane(uws, mapShared(task.shared, task.shape), slot);
   send({ type: 'started', slot, tid: threadId() });
 
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const vs of services) vs.sweep(now);
-  }, SWEEP_INTERVAL_MS);
-
+  const sweep = setInterval(() => plane.sweep(Date.now()), SWEEP_INTERVAL_MS);
   let finish: (result: string) => void = () => {};
   const done = new Promise<string>((resolve) => (finish = resolve));
 
   const closeSockets = () => {
     clearInterval(sweep);
-    for (const vs of services) closeService(uws, vs);
-  };
-  const closeEverything = () => {
-    closeSockets();
-    port.close();
+    plane.closeAll();
   };
 
   const onCrash = (error: unknown) => {
@@ -63,42 +53,42 @@ export default async function serve(task: ServeTask): Promise<string> {
   process.on('unhandledRejection', onCrash);
 
   const stop = async (graceMs: number) => {
-    for (const vs of services) {
-      stopListening(uws, vs);
-      vs.closing = true;
-      for (const server of vs.servers) server.pool.closeIdle();
-    }
-    const idle = services.map(
-      (vs) =>
-        new Promise<void>((resolve) => {
-          if (vs.active.size === 0) resolve();
-          else vs.onIdle = resolve;
-        }),
-    );
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(idle), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    await Promise.race([plane.drain(), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
-    closeEverything();
+    closeSockets();
+    port.close();
     // uv_close completes in a later loop turn; the thread must not end before it does.
     await afterCloseCallbacks();
     finish('stopped');
   };
 
   port.on('message', (message: ToThread) => {
-    if (message.type === 'stop') void stop(message.graceMs);
-    else if (message.type === 'crash' && process.env.CARELB_FAULT_INJECTION === '1') {
-      setImmediate(() => {
-        throw new Error('fault injection: thread crash requested');
-      });
+    switch (message.type) {
+      case 'stop':
+        void stop(message.graceMs);
+        break;
+      case 'reload':
+        void plane.apply(message.config, message.plan).then((failed) => send({ type: 'reloaded', slot, generation: message.generation, failed }));
+        break;
+      case 'crash':
+        if (process.env.CARELB_FAULT_INJECTION === '1') {
+          setImmediate(() => {
+            throw new Error('fault injection: thread crash requested');
+          });
+        }
+        break;
     }
   });
 
-  for (const vs of services) {
-    if (!(await openFrontend(uws, vs))) {
-      send({ type: 'listen-failed', slot, service: vs.config.name, address: `${vs.config.listen.host}:${vs.config.listen.port}` });
-      closeEverything();
-      return 'listen-failed';
-    }
+  const failed = await plane.apply(task.config, task.plan);
+  if (failed.length > 0) {
+    const vs = task.config.virtual_services.find((v) => v.name === failed[0])!;
+    send({ type: 'listen-failed', slot, service: vs.name, address: `${vs.listen.host}:${vs.listen.port}` });
+    closeSockets();
+    port.close();
+    await afterCloseCallbacks();
+    return 'listen-failed';
   }
   send({ type: 'listening', slot });
   return done;

@@ -30,7 +30,7 @@ export async function startDemo(log: Logger): Promise<Running> {
   };
   let running: Running;
   try {
-    running = await runCarelb(result.config, log, closeServers);
+    running = await runCarelb(result.config, { log, onStopped: closeServers });
   } catch (error) {
     await closeServers();
     throw error;

@@ -1,52 +1,149 @@
 /**
- * `carelb start`: validate the config, lay out shared state, start the threads, serve until
- * SIGTERM/SIGINT, then stop gracefully and exit 0.
+ * `carelb start`: lay out shared state, start the threads, serve until stopped. Also the
+ * operations every control surface uses (admin API, SIGHUP, ctl): reload, server admin
+ * states, status. Primary only.
  */
-import { workerCount } from '../config/load';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AdminContext, AdminState, ReloadResult } from '../admin/context';
+import { loadConfigText, workerCount } from '../config/load';
 import type { Config } from '../config/schema';
 import { createLogger, type Logger } from '../observe/log';
-import type { SharedViews } from '../state/layout';
+import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, type SharedViews } from '../state/layout';
 import { applyPlan, createSharedFor } from './shared-state';
 import { SlotAllocator } from './slots';
-import { snapshot, type ServiceStatus } from './status';
+import { snapshot, type ServerStatus, type ServiceStatus } from './status';
 import { Supervisor } from './supervisor';
+
+const VERSION: string = require('../../../package.json').version;
+
+export interface RunOptions {
+  /** The config file: reload re-reads it. Absent for built-in configs (demo, tests). */
+  configPath?: string;
+  /** Text the config was parsed from, for the config hash. */
+  configText?: string;
+  log?: Logger;
+  /** Runs after the threads have stopped (the demo closes its servers here). */
+  onStopped?: () => Promise<void>;
+}
 
 export interface Running {
   supervisor: Supervisor;
   shared: SharedViews;
+  /** Everything the admin API and ctl may see and do. */
+  admin: AdminContext;
   /** Live state and counters of the running config. */
   status(): ServiceStatus[];
+  reload(source: string): Promise<ReloadResult>;
   stop(): Promise<void>;
 }
 
-export async function runCarelb(config: Config, log: Logger = createLogger(), onStopped?: () => Promise<void>): Promise<Running> {
-  const threads = workerCount(config);
-  const slots = SlotAllocator.forConfig(config);
-  const planned = slots.plan(config);
+const ADMIN_CODES: Record<AdminState, number> = { online: ADMIN_ONLINE, drain: ADMIN_DRAIN, halt: ADMIN_HALT };
+
+function hashOf(config: Config, text: string | undefined): string {
+  return createHash('sha256')
+    .update(text ?? JSON.stringify(config))
+    .digest('hex');
+}
+
+export async function runCarelb(initial: Config, options: RunOptions = {}): Promise<Running> {
+  const log = options.log ?? createLogger();
+  const threads = workerCount(initial);
+  const slots = SlotAllocator.forConfig(initial);
+  const planned = slots.plan(initial);
   if ('error' in planned) throw new Error(planned.error);
   const shared = createSharedFor(slots.vsCapacity, slots.serverCapacity, threads);
-  applyPlan(shared, config, planned.plan, planned.freshServers, planned.freshVs);
-  const supervisor = new Supervisor(config, planned.plan, threads, shared, log);
+  applyPlan(shared, initial, planned.plan, planned.freshServers, planned.freshVs);
+  const supervisor = new Supervisor(initial, planned.plan, threads, shared, log);
   try {
     await supervisor.start();
   } catch (error) {
     await supervisor.stop(0);
     throw error;
   }
-  log.info(
-    {
-      msg: 'ready',
-      workers: threads,
-      virtual_services: config.virtual_services.map((vs) => ({ name: vs.name, listen: `${vs.listen.host}:${vs.listen.port}`, servers: vs.servers.length })),
+  const startedAt = Date.now();
+  let configHash = hashOf(initial, options.configText);
+  log.info({
+    msg: 'ready',
+    workers: threads,
+    virtual_services: initial.virtual_services.map((vs) => ({ name: vs.name, listen: `${vs.listen.host}:${vs.listen.port}`, servers: vs.servers.length })),
+  });
+
+  const status = () => snapshot(supervisor.config, supervisor.plan, shared);
+
+  let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, config_hash: configHash });
+  const reloadOnce = async (source: string): Promise<ReloadResult> => {
+    if (!options.configPath) return { ok: false, errors: ['this instance runs a built-in config (no -c FILE): nothing to reload'] };
+    let text: string;
+    try {
+      text = readFileSync(options.configPath, 'utf8');
+    } catch (error) {
+      return { ok: false, errors: [`${options.configPath}: cannot read config: ${(error as NodeJS.ErrnoException).code ?? String(error)}`] };
+    }
+    const loaded = loadConfigText(text, options.configPath);
+    if (!loaded.ok) {
+      log.error({ source, errors: loaded.errors }, 'reload refused: invalid config, still running the previous one');
+      return { ok: false, errors: loaded.errors };
+    }
+    const config = loaded.config;
+    if (workerCount(config) !== threads) {
+      const errors = [`workers: changing the number of threads (${threads} → ${workerCount(config)}) needs a restart`];
+      log.error({ source, errors }, 'reload refused');
+      return { ok: false, errors };
+    }
+    const next = slots.plan(config);
+    if ('error' in next) {
+      log.error({ source, errors: [next.error] }, 'reload refused');
+      return { ok: false, errors: [next.error] };
+    }
+    applyPlan(shared, config, next.plan, next.freshServers, next.freshVs);
+    const failed = await supervisor.reload(config, next.plan);
+    configHash = hashOf(config, text);
+    if (failed.length > 0) {
+      const errors = failed.map((name) => `virtual service ${name}: cannot listen on its address (in use or not available)`);
+      log.error({ source, errors }, 'reload applied, but some listeners could not be opened');
+      return { ok: false, errors };
+    }
+    log.info({ source, config_hash: configHash, virtual_services: config.virtual_services.length }, 'config reloaded');
+    return { ok: true, config_hash: configHash };
+  };
+  // Reloads run one after another, never interleaved.
+  const reload = (source: string) => (reloading = reloading.then(() => reloadOnce(source)));
+
+  const findServer = (vsName: string, serverName: string): { v: number; s: number } | null => {
+    const v = supervisor.config.virtual_services.findIndex((vs) => vs.name === vsName);
+    const s = v === -1 ? -1 : supervisor.config.virtual_services[v].servers.findIndex((server) => server.name === serverName);
+    return s === -1 ? null : { v, s };
+  };
+
+  const admin: AdminContext = {
+    version: VERSION,
+    startedAt,
+    workers: threads,
+    config: () => supervisor.config,
+    configHash: () => configHash,
+    status,
+    lastCheck: () => null,
+    latency: () => null,
+    setAdminState(vsName, serverName, state): ServerStatus | null {
+      const found = findServer(vsName, serverName);
+      if (!found) return null;
+      const slot = supervisor.plan.vs[found.v].servers[found.s];
+      Atomics.store(shared.servers, shared.layout.serverField(slot, F_ADMIN), ADMIN_CODES[state]);
+      log.info({ vs: vsName, server: serverName, state }, 'server admin state changed');
+      return status()[found.v].servers[found.s];
     },
-  );
+    reload,
+    threadRestarts: () => supervisor.restarts,
+  };
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
-      log.info({ grace_ms: config.shutdown_grace }, 'stopping: no new connections, finishing in-flight requests');
-      await supervisor.stop(config.shutdown_grace);
-      await onStopped?.();
+      log.info({ grace_ms: supervisor.config.shutdown_grace }, 'stopping: no new connections, finishing in-flight requests');
+      await reloading;
+      await supervisor.stop(supervisor.config.shutdown_grace);
+      await options.onStopped?.();
       log.info('stopped');
     })());
 
@@ -56,5 +153,5 @@ export async function runCarelb(config: Config, log: Logger = createLogger(), on
       supervisor.crashThread(0);
     });
   }
-  return { supervisor, shared, status: () => snapshot(supervisor.config, supervisor.plan, shared), stop };
+  return { supervisor, shared, admin, status, reload, stop };
 }

@@ -23,6 +23,12 @@ interface Slot {
 
 type MessagePort = import('node:worker_threads').MessagePort;
 
+interface ReloadWaiter {
+  pending: Set<number>;
+  failed: Set<string>;
+  resolve: (failed: string[]) => void;
+}
+
 export class Supervisor {
   private readonly pool: Piscina;
   private readonly slots: Slot[] = [];
@@ -73,6 +79,38 @@ export class Supervisor {
     await this.pool.destroy();
   }
 
+  /**
+   * Sends every thread a new config to apply in place; resolves with the virtual services a
+   * thread could not open. A thread started meanwhile gets the new config with its task.
+   */
+  reload(config: Config, plan: SlotPlan): Promise<string[]> {
+    this.config = config;
+    this.plan = plan;
+    const generation = ++this.generation;
+    const live = this.slots.map((slot, index) => ({ slot, index })).filter(({ slot }) => slot.port !== null && slot.listening);
+    return new Promise((resolve) => {
+      const waiter: ReloadWaiter = { pending: new Set(live.map(({ index }) => index)), failed: new Set(), resolve };
+      this.reloadWaiters.set(generation, waiter);
+      for (const { slot } of live) slot.port!.postMessage({ type: 'reload', config, plan, generation } satisfies ToThread);
+      this.settleReload(generation);
+    });
+  }
+
+  private generation = 0;
+  private readonly reloadWaiters = new Map<number, ReloadWaiter>();
+
+  /** A thread answered a reload (or died, answering nothing): resolve when all have. */
+  private settleReload(generation: number, slot?: number, failed: string[] = []): void {
+    const waiter = this.reloadWaiters.get(generation);
+    if (!waiter) return;
+    if (slot !== undefined) waiter.pending.delete(slot);
+    failed.forEach((name) => waiter.failed.add(name));
+    if (waiter.pending.size === 0) {
+      this.reloadWaiters.delete(generation);
+      waiter.resolve([...waiter.failed]);
+    }
+  }
+
   /** Fault injection for tests: makes one thread crash. */
   crashThread(slot: number): void {
     this.slots[slot]?.port?.postMessage({ type: 'crash' } satisfies ToThread);
@@ -90,6 +128,7 @@ export class Supervisor {
         port1.close();
         if (this.stopping) return;
         this.restarts++;
+        for (const generation of [...this.reloadWaiters.keys()]) this.settleReload(generation, slot);
         this.log.error({ slot, err: error.message }, 'data-plane thread died; replacing it');
         this.runSlot(slot);
       },
@@ -114,6 +153,9 @@ export class Supervisor {
         break;
       case 'listen-failed':
         this.readyWaiters?.reject(new Error(`virtual service ${message.service}: cannot listen on ${message.address} (address in use or not available)`));
+        break;
+      case 'reloaded':
+        this.settleReload(message.generation, message.slot, message.failed);
         break;
       case 'crashed':
         this.log.error({ slot: message.slot, err: message.error }, 'data-plane thread crashed');

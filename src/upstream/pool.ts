@@ -40,7 +40,7 @@ export class ServerPool implements ConnectionOwner {
   }
 
   release(connection: UpstreamConnection): void {
-    if (this.idle.length >= this.options.maxIdle) {
+    if (this.retired || this.idle.length >= this.options.maxIdle) {
       connection.destroy();
       return;
     }
@@ -78,6 +78,14 @@ export class ServerPool implements ConnectionOwner {
     for (const connection of [...this.open]) connection.destroy();
     this.idle.length = 0;
   }
+
+  /** The server left the config: close idle connections, and busy ones as they finish. */
+  retire(): void {
+    this.retired = true;
+    this.closeIdle();
+  }
+
+  private retired = false;
 
   /** Closes idle connections only (drain on shutdown: busy ones finish first). */
   closeIdle(): void {

@@ -33,7 +33,7 @@ export interface InProcess {
 /** Starts carelb in this process; stopped automatically when the test ends. */
 export async function startInProcess(t: TestContext, document: unknown): Promise<InProcess> {
   const config = configFrom(document);
-  const running = await runCarelb(config, createLogger('warn'));
+  const running = await runCarelb(config, { log: createLogger('warn') });
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -115,8 +115,8 @@ export async function eventually(condition: () => boolean, ms = 5000, what = 'co
 }
 
 /** Starts `carelb start -c <document as YAML>` as a child process and waits until it is ready. */
-export async function startChild(t: TestContext, document: unknown, env: NodeJS.ProcessEnv = {}): Promise<Child> {
-  const child = spawnCli(t, ['start', '-c', writeConfig(t, document)], env);
+export async function startChild(t: TestContext, document: unknown, env: NodeJS.ProcessEnv = {}, configPath?: string): Promise<Child> {
+  const child = spawnCli(t, ['start', '-c', configPath ?? writeConfig(t, document)], env);
   await waitForLog(child, 'ready');
   return child;
 }

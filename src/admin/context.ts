@@ -1,0 +1,47 @@
+/**
+ * What the admin API, dashboard, metrics and `carelb ctl` may see and do, provided by the
+ * primary (primary/run.ts builds it from the running instance). The admin side never touches
+ * threads or shared memory directly.
+ */
+import type { Config } from '../config/schema';
+import type { ServerStatus, ServiceStatus } from '../primary/status';
+
+export type AdminState = 'online' | 'drain' | 'halt';
+
+export interface LastCheck {
+  /** ISO time of the check. */
+  time: string;
+  result: 'pass' | 'fail';
+  /** "HTTP 200", "timeout after 1s", "connection refused", ... */
+  reason: string;
+  duration_ms: number;
+}
+
+export interface LatencySummary {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  count: number;
+}
+
+export type ReloadResult = { ok: true; config_hash: string } | { ok: false; errors: string[] };
+
+export interface AdminContext {
+  readonly version: string;
+  readonly startedAt: number;
+  readonly workers: number;
+  config(): Config;
+  /** sha256 of the config file text that is running. */
+  configHash(): string;
+  status(): ServiceStatus[];
+  /** Last active health check of a server, or null when it has none (yet). */
+  lastCheck(vs: string, server: string): LastCheck | null;
+  /** Request latency percentiles in ms (per server, or per virtual service when server is null). */
+  latency(vs: string, server: string | null): LatencySummary | null;
+  /** Changes a server's admin state; null for unknown names. Kept across reloads. */
+  setAdminState(vs: string, server: string, state: AdminState): ServerStatus | null;
+  /** Re-reads and applies the config file; the running config is kept when it is invalid. */
+  reload(source: string): Promise<ReloadResult>;
+  threadRestarts(): number;
+}

@@ -1,0 +1,179 @@
+/**
+ * `GET /metrics`: Prometheus text exposition format 0.0.4, every name prefixed `carelb_`.
+ * Counter families are generated from the stat lists in state/stats.ts and the error catalogue
+ * in errors.ts (declared once), so a new counter appears here without editing this file; only
+ * its HELP text is added below (the compiler insists). Runs in the primary; reads a snapshot.
+ *
+ * Families, per virtual service (`vs`) and per server (`vs`, `server`):
+ *   carelb_requests_total, carelb_responses_total{class}, carelb_client_aborts_total,
+ *   carelb_bytes_in_total, carelb_bytes_out_total, carelb_errors_total{code}, carelb_in_flight,
+ *   carelb_request_duration_seconds (summary: quantile 0.5/0.9/0.99/0.999 and _count)
+ *   carelb_server_<same counters>, carelb_server_failures_total, carelb_server_retries_total,
+ *   carelb_server_connect_failures_total, carelb_server_in_flight, carelb_server_weight,
+ *   carelb_server_up, carelb_server_admin_state{state}, carelb_server_check_success,
+ *   carelb_server_check_duration_seconds, carelb_server_request_duration_seconds
+ * and carelb_build_info{version}, carelb_start_time_seconds, carelb_workers,
+ * carelb_thread_restarts_total, carelb_admin_unauthorized_total.
+ */
+import type { AdminContext, AdminState, LatencySummary } from './context';
+import { ERRORS, type ErrorName } from '../errors';
+import { SERVER_STATS, VS_STATS, type ServerStat, type VsStat } from '../state/stats';
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+type Labels = Record<string, string>;
+type Sample = { suffix?: string; labels: Labels; value: number };
+type MetricType = 'counter' | 'gauge' | 'summary';
+
+/** Status-class counters (`responses_2xx`) become one family with a `class` label. */
+type ClassStat = `responses_${string}`;
+const CLASS_STAT = /^responses_(\dxx)$/;
+
+const VS_HELP: Record<Exclude<VsStat, ClassStat>, string> & { responses: string } = {
+  requests: 'Requests received by the virtual service.',
+  responses: 'Responses sent to clients by status class, carelb error responses included.',
+  client_aborts: 'Requests whose client went away before the response was complete.',
+  bytes_in: 'Request body bytes received from clients.',
+  bytes_out: 'Response body bytes sent to clients.',
+};
+
+const SERVER_HELP: Record<Exclude<ServerStat, ClassStat>, string> & { responses: string } = {
+  requests: 'Requests forwarded to the server.',
+  responses: 'Responses received from the server by status class.',
+  failures: 'Requests that failed at the server (no valid response).',
+  retries: 'Requests retried on another server after failing at this one.',
+  connect_failures: 'Connections to the server that could not be opened.',
+  bytes_in: 'Request body bytes sent to the server.',
+  bytes_out: 'Response body bytes received from the server.',
+};
+
+const ADMIN_STATES: readonly AdminState[] = ['online', 'drain', 'halt'];
+const QUANTILES: readonly [string, keyof LatencySummary][] = [
+  ['0.5', 'p50'],
+  ['0.9', 'p90'],
+  ['0.99', 'p99'],
+  ['0.999', 'p999'],
+];
+
+/** Label value escaping of the text format: backslash, double quote and line feed. */
+export function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function escapeHelp(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Infinity) return '+Inf';
+  if (value === -Infinity) return '-Inf';
+  return String(value);
+}
+
+/** Collects samples by family so each family is written once, with its HELP and TYPE first. */
+class Exposition {
+  private readonly families = new Map<string, { type: MetricType; help: string; samples: Sample[] }>();
+
+  add(name: string, type: MetricType, help: string, labels: Labels, value: number, suffix?: string): void {
+    let family = this.families.get(name);
+    if (!family) this.families.set(name, (family = { type, help, samples: [] }));
+    family.samples.push({ labels, value, suffix });
+  }
+
+  /** Declares a family with no samples yet (so HELP/TYPE appear even when nothing is configured). */
+  declare(name: string, type: MetricType, help: string): void {
+    if (!this.families.has(name)) this.families.set(name, { type, help, samples: [] });
+  }
+
+  text(): string {
+    const out: string[] = [];
+    for (const [name, family] of this.families) {
+      out.push(`# HELP ${name} ${escapeHelp(family.help)}`, `# TYPE ${name} ${family.type}`);
+      for (const sample of family.samples) {
+        const labels = Object.entries(sample.labels)
+          .map(([key, value]) => `${key}="${escapeLabelValue(value)}"`)
+          .join(',');
+        out.push(`${name}${sample.suffix ?? ''}${labels ? `{${labels}}` : ''} ${formatValue(sample.value)}`);
+      }
+    }
+    return `${out.join('\n')}\n`;
+  }
+}
+
+/** Adds one sample per stat of a counter list; `responses_Nxx` stats go into one family with a class label. */
+function addCounters(x: Exposition, prefix: string, stats: readonly string[], help: Record<string, string>, counters: Record<string, number>, labels: Labels): void {
+  for (const stat of stats) {
+    const klass = CLASS_STAT.exec(stat);
+    if (klass) x.add(`${prefix}responses_total`, 'counter', help.responses, { ...labels, class: klass[1] }, counters[stat]);
+    else x.add(`${prefix}${stat}_total`, 'counter', help[stat], labels, counters[stat]);
+  }
+}
+
+function addLatency(x: Exposition, name: string, help: string, labels: Labels, latency: LatencySummary | null): void {
+  if (!latency) return x.declare(name, 'summary', help);
+  for (const [quantile, key] of QUANTILES) x.add(name, 'summary', help, { ...labels, quantile }, latency[key] / 1000);
+  x.add(name, 'summary', help, labels, latency.count, '_count');
+}
+
+export interface MetricsExtras {
+  /** Requests refused by the admin server for a missing or wrong token. */
+  unauthorized: number;
+}
+
+export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string {
+  const x = new Exposition();
+  x.add('carelb_build_info', 'gauge', 'Always 1; the running carelb version as a label.', { version: ctx.version }, 1);
+  x.add('carelb_start_time_seconds', 'gauge', 'Start time of carelb, seconds since the Unix epoch.', {}, Math.floor(ctx.startedAt / 1000));
+  x.add('carelb_workers', 'gauge', 'Data-plane threads.', {}, ctx.workers);
+  x.add('carelb_thread_restarts_total', 'counter', 'Data-plane threads replaced after dying.', {}, ctx.threadRestarts());
+  x.add('carelb_admin_unauthorized_total', 'counter', 'Admin requests refused for a missing or wrong token.', {}, extras.unauthorized);
+
+  const services = ctx.status();
+  // One pass per family group keeps each family contiguous whatever the number of services.
+  for (const service of services) {
+    const labels = { vs: service.name };
+    addCounters(x, 'carelb_', VS_STATS, VS_HELP, service.counters, labels);
+    for (const [name, count] of Object.entries(service.errors)) {
+      x.add('carelb_errors_total', 'counter', 'Errors carelb answered itself, by stable error code (x-carelb-error).', { ...labels, code: ERRORS[name as ErrorName]?.code ?? name }, count);
+    }
+    x.add('carelb_in_flight', 'gauge', 'Requests in flight to the servers of the virtual service.', labels, service.servers.reduce((sum, s) => sum + s.active, 0));
+  }
+  for (const service of services) {
+    addLatency(x, 'carelb_request_duration_seconds', 'Request duration seen by clients (summary of the merged thread histograms).', { vs: service.name }, ctx.latency(service.name, null));
+  }
+
+  for (const service of services) {
+    for (const server of service.servers) {
+      addCounters(x, 'carelb_server_', SERVER_STATS, SERVER_HELP, server.counters, { vs: service.name, server: server.name });
+    }
+  }
+  for (const service of services) {
+    for (const server of service.servers) {
+      const labels = { vs: service.name, server: server.name };
+      x.add('carelb_server_in_flight', 'gauge', 'Requests in flight to the server.', labels, server.active);
+      x.add('carelb_server_weight', 'gauge', 'Configured weight of the server.', labels, server.weight);
+      x.add('carelb_server_up', 'gauge', 'Health of the server: 1 up, 0 down.', labels, server.health === 'up' ? 1 : 0);
+      for (const state of ADMIN_STATES) {
+        x.add('carelb_server_admin_state', 'gauge', 'Admin state of the server: 1 for the current state.', { ...labels, state }, server.admin === state ? 1 : 0);
+      }
+    }
+  }
+  x.declare('carelb_server_check_success', 'gauge', 'Result of the last active health check: 1 pass, 0 fail.');
+  x.declare('carelb_server_check_duration_seconds', 'gauge', 'Duration of the last active health check.');
+  for (const service of services) {
+    for (const server of service.servers) {
+      const check = ctx.lastCheck(service.name, server.name);
+      if (!check) continue;
+      const labels = { vs: service.name, server: server.name };
+      x.add('carelb_server_check_success', 'gauge', '', labels, check.result === 'pass' ? 1 : 0);
+      x.add('carelb_server_check_duration_seconds', 'gauge', '', labels, check.duration_ms / 1000);
+    }
+  }
+  for (const service of services) {
+    for (const server of service.servers) {
+      addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', { vs: service.name, server: server.name }, ctx.latency(service.name, server.name));
+    }
+  }
+  return x.text();
+}

@@ -1,0 +1,212 @@
+/**
+ * The admin server (issue 5): API, dashboard page and Prometheus metrics on node:http in the
+ * primary, off the data plane. Everything it reads or changes goes through AdminContext.
+ *
+ *   GET  /healthz                               no token: 200 {"status":"serving"}
+ *   GET  /                                      no token: the dashboard page (it asks for the token)
+ *   GET  /api/status                            token
+ *   POST /api/servers/{vs}/{server}/{drain|halt|online}   token
+ *   POST /api/reload                            token
+ *   GET  /metrics                               token unless admin.metrics_public
+ *
+ * A missing or wrong token gets 401, is counted (carelb_admin_unauthorized_total) and written
+ * to the audit log, like every state change and reload.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AdminConfig } from '../config/schema';
+import type { Logger } from '../observe/log';
+import { createAuditLog, type AuditLog } from './audit';
+import type { AdminContext, AdminState } from './context';
+import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard';
+import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
+import { bearerToken, loadOrCreateToken, tokenMatches } from './token';
+import { serverView, statusView } from './view';
+
+export interface AdminServerOptions {
+  /** Audit log file (appended; directory created). Default: stdout, each line marked `"audit":true`. */
+  auditLog?: string;
+  /** Listen on this port instead of `config.listen.port` (0: any free port; tests). */
+  port?: number;
+}
+
+export interface AdminServer {
+  /** The port actually listened on. */
+  port: number;
+  /** The token file in use (generated at this start when it did not exist). */
+  tokenFile: string;
+  close(): Promise<void>;
+}
+
+const STATES: readonly AdminState[] = ['online', 'drain', 'halt'];
+/** Admin requests carry no useful body; anything larger is refused rather than buffered. */
+const MAX_BODY = 64 * 1024;
+
+const JSON_HEADERS = {
+  'content-type': 'application/json; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+};
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function sourceOf(req: http.IncomingMessage): string {
+  const address = req.socket.remoteAddress ?? 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/** Reads and discards a request body (up to MAX_BODY); resolves false when it was too large. */
+function drainBody(req: http.IncomingMessage): Promise<boolean> {
+  return new Promise((resolve) => {
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        resolve(false);
+        req.destroy();
+      }
+    });
+    req.on('end', () => resolve(true));
+    req.on('error', () => resolve(false));
+  });
+}
+
+export async function startAdminServer(ctx: AdminContext, config: AdminConfig, log: Logger, options: AdminServerOptions = {}): Promise<AdminServer> {
+  const loaded = loadOrCreateToken(config.token_file);
+  if (loaded.generated) log.info({ token_file: config.token_file }, `admin token generated in ${config.token_file}`);
+  if (loaded.warning) log.warn({ token_file: config.token_file }, loaded.warning);
+  const token = loaded.token;
+  const audit: AuditLog = createAuditLog(options.auditLog);
+  let unauthorized = 0;
+
+  /** Checks the bearer token; answers 401 itself (counted, audited) and returns false when it is wrong. */
+  function authorized(req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean {
+    const presented = bearerToken(req.headers.authorization);
+    if (presented !== null && tokenMatches(presented, token)) return true;
+    unauthorized++;
+    audit.write({ source: sourceOf(req), action: 'unauthorized', target: `${req.method} ${path}`, result: presented === null ? 'no token' : 'wrong token' });
+    sendJson(res, 401, { error: 'a valid admin token is required: Authorization: Bearer <token>' }, { 'www-authenticate': 'Bearer realm="carelb"' });
+    return false;
+  }
+
+  function methodNotAllowed(res: http.ServerResponse, allow: string): void {
+    sendJson(res, 405, { error: `method not allowed; use ${allow}` }, { allow });
+  }
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const method = req.method ?? 'GET';
+    const isGet = method === 'GET' || method === 'HEAD';
+
+    if (path === '/healthz') {
+      if (!isGet) return methodNotAllowed(res, 'GET');
+      return sendJson(res, 200, { status: 'serving' });
+    }
+    if (path === '/' || path === '/index.html') {
+      if (!isGet) return methodNotAllowed(res, 'GET');
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': Buffer.byteLength(DASHBOARD_HTML),
+        'cache-control': 'no-store',
+        'content-security-policy': DASHBOARD_CSP,
+        'x-content-type-options': 'nosniff',
+        'x-frame-options': 'DENY',
+        'referrer-policy': 'no-referrer',
+      });
+      res.end(DASHBOARD_HTML);
+      return;
+    }
+    if (path === '/metrics') {
+      if (!config.metrics_public && !authorized(req, res, path)) return;
+      if (!isGet) return methodNotAllowed(res, 'GET');
+      const text = renderMetrics(ctx, { unauthorized });
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+      res.end(text);
+      return;
+    }
+    if (path !== '/api' && !path.startsWith('/api/')) return sendJson(res, 404, { error: `no such page: ${path}` });
+
+    // Every /api path needs the token, unknown ones too: no route discovery without it.
+    if (!authorized(req, res, path)) return;
+    if (method === 'POST' && !(await drainBody(req))) return sendJson(res, 413, { error: 'request body too large' });
+
+    if (path === '/api/status') {
+      if (!isGet) return methodNotAllowed(res, 'GET');
+      return sendJson(res, 200, statusView(ctx));
+    }
+    if (path === '/api/reload') {
+      if (method !== 'POST') return methodNotAllowed(res, 'POST');
+      const source = sourceOf(req);
+      const result = await ctx.reload(`admin API from ${source}`);
+      if (result.ok) {
+        audit.write({ source, action: 'reload', target: 'config', result: 'ok', config_hash: result.config_hash });
+        return sendJson(res, 200, result);
+      }
+      audit.write({ source, action: 'reload', target: 'config', result: 'invalid config', errors: result.errors });
+      return sendJson(res, 400, result);
+    }
+    const action = /^\/api\/servers\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(path);
+    if (action) {
+      const [vs, server, verb] = action.slice(1, 4).map((part) => decodeURIComponent(part));
+      if (!STATES.includes(verb as AdminState)) return sendJson(res, 404, { error: `unknown action "${verb}": use drain, halt or online` });
+      if (method !== 'POST') return methodNotAllowed(res, 'POST');
+      const source = sourceOf(req);
+      const before = ctx.status().find((s) => s.name === vs)?.servers.find((s) => s.name === server);
+      const after = before ? ctx.setAdminState(vs, server, verb as AdminState) : null;
+      if (!after) {
+        const known = ctx.status().some((s) => s.name === vs);
+        const error = known ? `no server "${server}" in virtual service "${vs}"` : `no virtual service "${vs}"`;
+        audit.write({ source, action: verb, target: `${vs}/${server}`, result: 'not found' });
+        return sendJson(res, 404, { error });
+      }
+      audit.write({ source, action: verb, target: `${vs}/${server}`, result: 'ok', from: before!.admin, to: after.admin });
+      return sendJson(res, 200, serverView(ctx, vs, after));
+    }
+    return sendJson(res, 404, { error: `no such API endpoint: ${path}` });
+  }
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      log.error({ err: error instanceof Error ? error.message : String(error), url: req.url }, 'admin request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error; see the carelb log' });
+      else res.destroy();
+    });
+  });
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? config.listen.port, config.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    audit.close();
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    throw new Error(`admin server: cannot listen on ${config.listen.host}:${options.port ?? config.listen.port} (${code})`);
+  }
+  const port = (server.address() as AddressInfo).port;
+  log.info({ listen: `${config.listen.host}:${port}`, token_file: config.token_file, audit_log: options.auditLog ?? 'stdout' }, 'admin server listening');
+
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    tokenFile: config.token_file,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        server.close(() => {
+          audit.close();
+          resolve();
+        });
+        server.closeAllConnections();
+      })),
+  };
+}

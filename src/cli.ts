@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadConfigFile, loadConfigText } from './config/load';
+import { checkTlsFiles } from './config/tls-files';
 import { NativeUwsMissing, loadNativeUws } from './native';
 import { createLogger } from './observe/log';
 import { runCarelb } from './primary/run';
@@ -31,6 +32,12 @@ function check(file: string | undefined): number {
   const result = loadConfigFile(file);
   if (!result.ok) {
     process.stderr.write(`${file}: invalid config\n${result.errors.map((e) => `  ${e}`).join('\n')}\n`);
+    return 1;
+  }
+  const files = checkTlsFiles(result.config);
+  for (const warning of files.warnings) process.stderr.write(`warning: ${warning}\n`);
+  if (files.errors.length > 0) {
+    process.stderr.write(`${file}: invalid config\n${files.errors.map((e) => `  ${e}`).join('\n')}\n`);
     return 1;
   }
   process.stdout.write(`${file}: OK (${result.config.virtual_services.length} virtual services)\n`);

@@ -22,6 +22,7 @@ export const ERRORS = define({
   NO_SERVER: { code: 'CLB_NO_SERVER', status: 503, reason: 'Service Unavailable', message: 'no server is available to handle this request' },
   CONNECT_FAILED: { code: 'CLB_CONNECT_FAILED', status: 502, reason: 'Bad Gateway', message: 'could not connect to a server' },
   CONNECT_TIMEOUT: { code: 'CLB_CONNECT_TIMEOUT', status: 504, reason: 'Gateway Timeout', message: 'timed out connecting to a server' },
+  UPSTREAM_TLS: { code: 'CLB_UPSTREAM_TLS', status: 502, reason: 'Bad Gateway', message: 'TLS to the server failed' },
   SERVER_CLOSED: { code: 'CLB_SERVER_CLOSED', status: 502, reason: 'Bad Gateway', message: 'the server closed the connection before a complete response' },
   BAD_RESPONSE: { code: 'CLB_BAD_RESPONSE', status: 502, reason: 'Bad Gateway', message: 'the server sent an invalid response' },
   SERVER_TIMEOUT: { code: 'CLB_SERVER_TIMEOUT', status: 504, reason: 'Gateway Timeout', message: 'the server did not respond in time' },

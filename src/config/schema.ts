@@ -87,6 +87,47 @@ export const HEALTH_CHECK_DEFAULTS = {
 } as const;
 const healthCheck = z.object(healthCheckFields).partial().strict();
 
+/** TLS 1.2 ciphers when none are configured: Mozilla's "intermediate" profile (TLS 1.3 suites are always on). */
+export const INTERMEDIATE_CIPHERS =
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:' +
+  'ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384';
+
+const file = z.string().min(1, 'must be a file path');
+
+/** A certificate (full chain, PEM) and its key for the front end. */
+const certificate = {
+  cert: file,
+  key: file,
+  /** File holding the key's passphrase (never the passphrase itself in the config). */
+  passphrase_file: file.optional(),
+};
+
+const frontendTls = z
+  .object({
+    ...certificate,
+    ciphers: z.string().min(1).default(INTERMEDIATE_CIPHERS),
+    /** Extra certificates chosen by the client's SNI name; the main cert is the default. */
+    sni: z.array(z.object({ hostname: z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'must be a DNS name or *.domain'), ...certificate }).strict()).default([]),
+  })
+  .strict();
+
+/** TLS to the servers (bridging). Its presence turns bridging on. */
+const backendTls = z
+  .object({
+    /** CA bundle to verify servers with; default: the system CAs. */
+    ca: file.optional(),
+    /** SNI and the name the server certificate must match; default: the server's host. */
+    servername: z.string().min(1).optional(),
+    verify: z.boolean().default(true),
+    /** Client certificate and key for mutual TLS. */
+    cert: file.optional(),
+    key: file.optional(),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    if (Boolean(value.cert) !== Boolean(value.key)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [value.cert ? 'key' : 'cert'], message: 'cert and key go together' });
+  });
+
 const server = z
   .object({
     name,
@@ -95,6 +136,8 @@ const server = z
     weight: z.number().int().min(0).max(256).default(1),
     /** Overrides of the virtual service's health_check for this server. */
     health_check: healthCheck.optional(),
+    /** TLS to this server; overrides the virtual service's backend_tls. */
+    backend_tls: backendTls.optional(),
   })
   .strict();
 
@@ -115,14 +158,24 @@ const virtualService = z
     listen: hostPort,
     balance: z.enum(['leastconn', 'roundrobin']).default('leastconn'),
     timeouts: timeouts.default({}),
+    /** Terminate TLS from clients (offload or bridging). */
+    tls: frontendTls.optional(),
+    /** Plain HTTP service that only redirects every request to https (301). */
+    redirect_https: z.boolean().default(false),
+    /** Port for the redirect target; 443 is left out of the URL. */
+    https_port: z.number().int().min(1).max(65535).default(443),
+    /** TLS to the servers (bridging); a server's own backend_tls overrides it. */
+    backend_tls: backendTls.optional(),
     /** Active health checks of the servers; absent: servers are assumed up. */
     health_check: healthCheck.optional(),
     /** Most idle keep-alive connections a thread keeps per server. */
     max_idle_per_server: z.number().int().min(0).max(100_000).default(256),
-    servers: z.array(server).min(1, 'needs at least one server'),
+    servers: z.array(server).default([]),
   })
   .strict()
   .superRefine((vs, ctx) => {
+    if (vs.servers.length === 0 && !vs.redirect_https) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers'], message: 'needs at least one server' });
+    if (vs.redirect_https && vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redirect_https'], message: 'a TLS virtual service cannot redirect to https: set it on the plain-HTTP one' });
     const seen = new Set<string>();
     vs.servers.forEach((s, i) => {
       if (seen.has(s.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers', i, 'name'], message: `duplicate server name "${s.name}"` });
@@ -168,5 +221,7 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type VirtualServiceConfig = Config['virtual_services'][number];
 export type ServerConfig = VirtualServiceConfig['servers'][number];
+export type FrontendTlsConfig = z.output<typeof frontendTls>;
+export type BackendTlsConfig = z.output<typeof backendTls>;
 export type HealthCheckConfig = z.output<typeof healthCheck>;
 export type AdminConfig = NonNullable<Config['admin']>;

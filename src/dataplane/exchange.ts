@@ -58,6 +58,8 @@ export class Exchange implements UpstreamSink {
     private readonly vs: ServiceRuntime,
     private readonly res: HttpResponse,
     private readonly request: RequestInfo,
+    /** Close the client connection after this response (its listener was replaced). */
+    private readonly closeAfter = false,
   ) {
     this.bodyless = request.method === 'HEAD';
     this.bodyDone = !request.chunked && request.contentLength <= 0;
@@ -174,7 +176,6 @@ export class Exchange implements UpstreamSink {
   }
 
   onUpstreamFailure(phase: FailurePhase, code: FailureCode, reason: string): void {
-    void reason;
     const server = this.server;
     const connection = this.connection;
     this.connection = null;
@@ -194,7 +195,8 @@ export class Exchange implements UpstreamSink {
         }
       }
       stats[server.statBase + S.failures]++;
-      this.fail(code === 'connect-timeout' ? 'CONNECT_TIMEOUT' : 'CONNECT_FAILED');
+      if (code === 'tls') this.fail('UPSTREAM_TLS', reason); // the client is told why (e.g. "certificate has expired")
+      else this.fail(code === 'connect-timeout' ? 'CONNECT_TIMEOUT' : 'CONNECT_FAILED');
       return;
     }
     if (phase === 'before-response' && code === 'closed' && connection !== null && connection.responses > 0) {
@@ -327,7 +329,7 @@ export class Exchange implements UpstreamSink {
    * the request body was not read to its end (the rest would be taken for the next request).
    */
   private closeClient(): boolean {
-    return this.vs.closing || !this.bodyDone;
+    return this.vs.closing || this.closeAfter || !this.bodyDone;
   }
 
   private canReplay(): boolean {
@@ -349,7 +351,7 @@ export class Exchange implements UpstreamSink {
   }
 
   /** Ends the request with carelb's own error response, or closes the client if it already began. */
-  private fail(name: ErrorName): void {
+  private fail(name: ErrorName, detail?: string): void {
     this.countError(name);
     this.dropConnection();
     if (!this.resDone) {
@@ -366,7 +368,7 @@ export class Exchange implements UpstreamSink {
             .writeStatus(`${error.status} ${error.reason}`)
             .writeHeader('content-type', 'text/plain; charset=utf-8')
             .writeHeader('x-carelb-error', error.code)
-            .end(`${error.message}\n`, close);
+            .end(detail ? `${error.message}: ${detail}\n` : `${error.message}\n`, close);
         });
       }
     }

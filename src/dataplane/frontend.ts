@@ -3,7 +3,8 @@
  * listener. The handler copies what it needs from the request, attaches onAborted (and
  * onData when a body follows) before it returns, and hands over to an Exchange.
  */
-import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { readFileSync } from 'node:fs';
+import type { AppOptions, HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Uws } from '../native';
 import { Exchange } from './exchange';
 import { copyRequest } from './request-head';
@@ -39,12 +40,31 @@ function isZeroPrefix(raw: Uint8Array): boolean {
   return true;
 }
 
-function handleRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpRequest): void {
+/** uWS SSL options from config paths; the passphrase is read here and never logged. */
+function sslOptions(cert: string, key: string, passphraseFile: string | undefined, ciphers: string): AppOptions {
+  const options: AppOptions = { cert_file_name: cert, key_file_name: key, ssl_ciphers: ciphers };
+  if (passphraseFile) options.passphrase = readFileSync(passphraseFile, 'utf8').replace(/\r?\n$/, '');
+  return options;
+}
+
+/** Proxies one request: called by uWS for every request of the service. */
+export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpRequest, closeAfter: boolean): void {
   const request = copyRequest(req, clientAddress(res), vs.proto, vs.portText);
-  const exchange = new Exchange(vs, res, request);
+  const exchange = new Exchange(vs, res, request, closeAfter);
   res.onAborted(() => exchange.onClientAborted());
   if (request.chunked || request.contentLength > 0) res.onData((chunk, isLast) => exchange.onClientData(chunk, isLast));
   exchange.start();
+}
+
+/** `redirect_https`: 301 to the same URL on https, nothing forwarded. */
+export function redirectToHttps(vs: ServiceRuntime, res: HttpResponse, req: HttpRequest): void {
+  const host = req.getHeader('host').replace(/:\d+$/, '') || vs.config.listen.host;
+  const query = req.getQuery();
+  const port = vs.config.https_port === 443 ? '' : `:${vs.config.https_port}`;
+  const location = `https://${host}${port}${req.getUrl()}${query ? `?${query}` : ''}`;
+  res.cork(() => {
+    res.writeStatus('301 Moved Permanently').writeHeader('location', location).writeHeader('content-type', 'text/plain').end(`moved to ${location}\n`);
+  });
 }
 
 /**
@@ -55,18 +75,37 @@ function handleRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpRequest):
 export class Frontend {
   private readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
+  /**
+   * Replaced by a new listener (new certificates): still serves the connections it has, each
+   * closed after its next response so clients move to the new listener.
+   */
+  lingering = false;
 
   constructor(
     private readonly uws: Uws,
     public current: ServiceRuntime,
   ) {
-    this.app = uws.App();
-    this.app.any('/*', (res, req) => handleRequest(this.current, res, req));
+    const handler = (res: HttpResponse, req: HttpRequest) => this.current.handle(res, req, this.lingering);
+    const tls = current.config.tls;
+    if (!tls) {
+      this.app = uws.App().any('/*', handler);
+      return;
+    }
+    this.app = uws.SSLApp(sslOptions(tls.cert, tls.key, tls.passphrase_file, tls.ciphers)).any('/*', handler);
+    for (const entry of tls.sni) {
+      // uWS gives every server name its own router: the handler is attached per name.
+      this.app.addServerName(entry.hostname, sslOptions(entry.cert, entry.key, entry.passphrase_file, tls.ciphers));
+      this.app.domain(entry.hostname).any('/*', handler);
+    }
   }
 
-  /** What must stay equal for a reload to keep this listener. */
+  /**
+   * What must stay equal for a reload to keep this listener: the address and, for TLS, the
+   * certificates (uWS loads them once per app, so new certificates mean a new app on the
+   * same port; the kernel shares the port between old and new listener, SO_REUSEPORT).
+   */
   static identity(vs: ServiceRuntime): string {
-    return `${vs.config.listen.host}:${vs.config.listen.port}`;
+    return `${vs.config.listen.host}:${vs.config.listen.port}/${vs.plan.tlsFingerprint ?? 'plain'}`;
   }
 
   /** Resolves false when the address cannot be bound. */

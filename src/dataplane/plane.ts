@@ -12,6 +12,13 @@ import type { SlotPlan } from '../state/plan';
 import { Frontend } from './frontend';
 import { ServiceRuntime } from './service';
 
+/**
+ * How long a listener replaced on reload keeps serving its open connections. uWS closes idle
+ * keep-alive connections after ~10 s, and each request on a lingering listener closes its
+ * connection after the response, so by then nothing should be left.
+ */
+const LINGER_MS = 30_000;
+
 export class DataPlane {
   private readonly frontends = new Map<string, Frontend>();
   /** Runtimes replaced by a reload, kept until their in-flight exchanges end. */
@@ -42,6 +49,15 @@ export class DataPlane {
         old.current = runtime;
         next.set(vsConfig.name, old);
         this.frontends.delete(vsConfig.name);
+      } else if (old && old.current.config.listen.host === vsConfig.listen.host && old.current.config.listen.port === vsConfig.listen.port) {
+        // Same address, new certificates: a new listener next to the old one (SO_REUSEPORT);
+        // the old one stops accepting and lets its connections finish on the new runtime.
+        this.frontends.delete(vsConfig.name);
+        this.retire(old.current, runtime);
+        this.linger(old, runtime);
+        const frontend = new Frontend(this.uws, runtime);
+        next.set(vsConfig.name, frontend);
+        opened.push(frontend);
       } else {
         const frontend = new Frontend(this.uws, runtime);
         next.set(vsConfig.name, frontend);
@@ -73,6 +89,7 @@ export class DataPlane {
   async drain(): Promise<void> {
     const runtimes = [...this.frontends.values(), ...this.closingFrontends].map((f) => f.current).concat([...this.retiring]);
     for (const frontend of this.frontends.values()) frontend.stopListening();
+    for (const frontend of this.lingeringFrontends) frontend.lingering = true;
     for (const runtime of runtimes) {
       runtime.closing = true;
       for (const server of runtime.servers) server.pool.closeIdle();
@@ -86,6 +103,8 @@ export class DataPlane {
       frontend.close();
       for (const server of frontend.current.servers) server.pool.closeAll();
     }
+    for (const frontend of this.lingeringFrontends) frontend.close();
+    this.lingeringFrontends.clear();
     for (const runtime of this.retiring) for (const server of runtime.servers) server.pool.closeAll();
     this.frontends.clear();
     this.closingFrontends.clear();
@@ -98,6 +117,19 @@ export class DataPlane {
     for (const server of old.servers) if (!kept.has(server.pool)) server.pool.retire();
     if (old.active.size > 0) this.retiring.add(old);
   }
+
+  /** Keeps a replaced listener's connections served for LINGER_MS, then closes what is left. */
+  private linger(old: Frontend, runtime: ServiceRuntime): void {
+    old.stopListening();
+    old.lingering = true;
+    old.current = runtime;
+    this.lingeringFrontends.add(old);
+    setTimeout(() => {
+      if (this.lingeringFrontends.delete(old)) old.close();
+    }, LINGER_MS).unref();
+  }
+
+  private readonly lingeringFrontends = new Set<Frontend>();
 
   private closeWhenIdle(frontend: Frontend): void {
     frontend.stopListening();

@@ -8,7 +8,19 @@ import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
 import { F_INFLIGHT, SLOT_STRIDE, type SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
+import { backendTlsConfig, backendTlsOptions } from '../upstream/tls-options';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Exchange } from './exchange';
+import { proxyRequest, redirectToHttps } from './frontend';
+
+/** Whether a server's pooled connections can serve the reloaded config: same address and TLS settings. */
+function sameConnectionTarget(old: ServerRuntime, server: ServerConfig, vs: VirtualServiceConfig): boolean {
+  return (
+    old.config.address.host === server.address.host &&
+    old.config.address.port === server.address.port &&
+    JSON.stringify(backendTlsConfig(old.vsConfig, old.config)) === JSON.stringify(backendTlsConfig(vs, server))
+  );
+}
 
 export class ServerRuntime {
   pool: ServerPool;
@@ -22,7 +34,7 @@ export class ServerRuntime {
     readonly local: number,
     /** This server's slot in shared memory. */
     readonly slot: number,
-    vs: VirtualServiceConfig,
+    readonly vsConfig: VirtualServiceConfig,
     views: SharedViews,
     thread: number,
   ) {
@@ -31,16 +43,17 @@ export class ServerRuntime {
     this.pool = new ServerPool({
       host: config.address.host,
       port: config.address.port,
-      connectTimeoutMs: vs.timeouts.connect,
-      idleMs: vs.timeouts.upstream_idle,
-      maxIdle: vs.max_idle_per_server,
+      connectTimeoutMs: vsConfig.timeouts.connect,
+      idleMs: vsConfig.timeouts.upstream_idle,
+      maxIdle: vsConfig.max_idle_per_server,
+      tls: backendTlsOptions(vsConfig, config),
     });
   }
 
   /** The same server under a reloaded config: same slot and pool, new settings. */
   carriedInto(config: ServerConfig, local: number, vs: VirtualServiceConfig): ServerRuntime {
     const next = Object.create(ServerRuntime.prototype) as ServerRuntime;
-    Object.assign(next, this, { config, local });
+    Object.assign(next, this, { config, local, vsConfig: vs });
     next.pool.options.connectTimeoutMs = vs.timeouts.connect;
     next.pool.options.idleMs = vs.timeouts.upstream_idle;
     next.pool.options.maxIdle = vs.max_idle_per_server;
@@ -54,6 +67,8 @@ export class ServiceRuntime {
   readonly statBase: number;
   readonly errorBase: number;
   readonly proto: string;
+  /** The uWS request handler for this service: proxy, or redirect to https. */
+  readonly handle: (res: HttpResponse, req: HttpRequest, closeAfter: boolean) => void;
   readonly portText: string;
   /** Exchanges not yet finished, for timeouts and shutdown. */
   readonly active = new Set<Exchange>();
@@ -71,7 +86,7 @@ export class ServiceRuntime {
     this.servers = config.servers.map((server, local) => {
       const slot = plan.servers[local];
       const old = previous.get(slot);
-      if (old && old.config.address.host === server.address.host && old.config.address.port === server.address.port) {
+      if (old && sameConnectionTarget(old, server, config)) {
         return old.carriedInto(server, local, config);
       }
       return new ServerRuntime(server, local, slot, config, views, thread);
@@ -79,7 +94,8 @@ export class ServiceRuntime {
     this.balancer = createBalancer(config.balance, { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length });
     this.statBase = views.layout.vsStat(thread, plan.slot, 0);
     this.errorBase = views.layout.vsError(thread, plan.slot, 0);
-    this.proto = 'http';
+    this.proto = config.tls ? 'https' : 'http';
+    this.handle = config.redirect_https ? (res, req) => redirectToHttps(this, res, req) : (res, req, closeAfter) => proxyRequest(this, res, req, closeAfter);
     this.portText = String(config.listen.port);
   }
 

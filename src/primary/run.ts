@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AdminContext, AdminState, ReloadResult } from '../admin/context';
 import { loadConfigText, workerCount } from '../config/load';
+import { checkTlsFiles } from '../config/tls-files';
+import type { SlotPlan } from '../state/plan';
 import type { Config } from '../config/schema';
 import { createLogger, type Logger } from '../observe/log';
 import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, type SharedViews } from '../state/layout';
@@ -46,12 +48,22 @@ function hashOf(config: Config, text: string | undefined): string {
     .digest('hex');
 }
 
+/** Checks the config's certificate files and records their fingerprints in the plan; returns the errors. */
+function checkFiles(config: Config, plan: SlotPlan, log: Logger): string[] {
+  const report = checkTlsFiles(config);
+  for (const warning of report.warnings) log.warn(warning);
+  config.virtual_services.forEach((vs, i) => (plan.vs[i].tlsFingerprint = report.fingerprints[vs.name]));
+  return report.errors;
+}
+
 export async function runCarelb(initial: Config, options: RunOptions = {}): Promise<Running> {
   const log = options.log ?? createLogger();
   const threads = workerCount(initial);
   const slots = SlotAllocator.forConfig(initial);
   const planned = slots.plan(initial);
   if ('error' in planned) throw new Error(planned.error);
+  const fileErrors = checkFiles(initial, planned.plan, log);
+  if (fileErrors.length > 0) throw new Error(`invalid TLS files, not starting:\n  ${fileErrors.join('\n  ')}`);
   const shared = createSharedFor(slots.vsCapacity, slots.serverCapacity, threads);
   applyPlan(shared, initial, planned.plan, planned.freshServers, planned.freshVs);
   const supervisor = new Supervisor(initial, planned.plan, threads, shared, log);
@@ -91,11 +103,18 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       log.error({ source, errors }, 'reload refused');
       return { ok: false, errors };
     }
+    // Certificate files are checked before any slot is assigned, so a refused reload changes nothing.
+    const report = checkTlsFiles(config);
+    if (report.errors.length > 0) {
+      log.error({ source, errors: report.errors }, 'reload refused: TLS files, still running the previous config');
+      return { ok: false, errors: report.errors };
+    }
     const next = slots.plan(config);
     if ('error' in next) {
       log.error({ source, errors: [next.error] }, 'reload refused');
       return { ok: false, errors: [next.error] };
     }
+    checkFiles(config, next.plan, log);
     applyPlan(shared, config, next.plan, next.freshServers, next.freshVs);
     const failed = await supervisor.reload(config, next.plan);
     configHash = hashOf(config, text);

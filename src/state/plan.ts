@@ -5,5 +5,5 @@
  */
 export interface SlotPlan {
   /** Per virtual service, in config order. */
-  vs: { slot: number; servers: number[] }[];
+  vs: { slot: number; servers: number[]; tlsFingerprint?: string }[];
 }

@@ -8,10 +8,17 @@
  * error (a connection that saw anything odd is destroyed, not reused).
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { ResponseParser, type ResponseEvents } from './response-parser';
 
 export type FailurePhase = 'connect' | 'before-response' | 'response';
-export type FailureCode = 'refused' | 'connect-timeout' | 'closed' | 'bad-response';
+export type FailureCode = 'refused' | 'connect-timeout' | 'tls' | 'closed' | 'bad-response';
+
+/** Certificate verification and handshake errors, as opposed to plain connection errors. */
+function isTlsFailure(error: NodeJS.ErrnoException): boolean {
+  const code = error.code ?? '';
+  return code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO|DEPTH_ZERO|HOSTNAME/.test(code) || /SSL routines/.test(error.message);
+}
 
 /** What an exchange (one proxied request) hears from its server connection. */
 export interface UpstreamSink {
@@ -36,6 +43,8 @@ export interface ConnectionOwner {
   release(connection: UpstreamConnection): void;
   /** The connection is gone (closed by either side). */
   forget(connection: UpstreamConnection): void;
+  /** Last TLS session from this server, offered on the next connect (resumption). */
+  tlsSession: Buffer | null;
 }
 
 const READ_BUFFER_BYTES = 64 * 1024;
@@ -43,7 +52,7 @@ let sharedReadBuffer: Buffer | null = null;
 const EMPTY = Buffer.alloc(0);
 
 export class UpstreamConnection implements ResponseEvents {
-  readonly socket: net.Socket;
+  readonly socket: net.Socket | tls.TLSSocket;
   readonly parser: ResponseParser;
   sink: UpstreamSink | null = null;
   connected = false;
@@ -62,17 +71,29 @@ export class UpstreamConnection implements ResponseEvents {
     host: string,
     port: number,
     connectTimeoutMs: number,
+    /** TLS to the server (bridging), or null for plain TCP. */
+    tlsOptions: tls.ConnectionOptions | null = null,
   ) {
     sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
     this.parser = new ResponseParser(this);
     this.connectDeadline = Date.now() + connectTimeoutMs;
-    this.socket = net.connect({
-      host,
-      port,
-      noDelay: true,
-      onread: { buffer: sharedReadBuffer, callback: (bytes: number, buffer: Uint8Array) => this.onRead(buffer as Buffer, bytes) },
-    });
-    this.socket.on('connect', () => this.onConnect());
+    if (tlsOptions) {
+      // TLS sockets cannot read into a caller's buffer (no `onread`): their chunks arrive as 'data'.
+      const socket = tls.connect({ ...tlsOptions, host, port, session: owner.tlsSession ?? undefined });
+      socket.setNoDelay(true);
+      socket.on('secureConnect', () => this.onConnect());
+      socket.on('session', (session: Buffer) => (owner.tlsSession = session));
+      socket.on('data', (chunk: Buffer) => this.onRead(chunk, chunk.length));
+      this.socket = socket;
+    } else {
+      this.socket = net.connect({
+        host,
+        port,
+        noDelay: true,
+        onread: { buffer: sharedReadBuffer, callback: (bytes: number, buffer: Uint8Array) => this.onRead(buffer as Buffer, bytes) },
+      });
+      this.socket.on('connect', () => this.onConnect());
+    }
     this.socket.on('error', (error: NodeJS.ErrnoException) => this.onSocketClosed(error));
     this.socket.on('close', () => this.onSocketClosed(null));
     this.socket.on('drain', () => this.sink?.onUpstreamDrain());
@@ -173,7 +194,8 @@ export class UpstreamConnection implements ResponseEvents {
     }
     this.sink = null;
     const reason = error ? error.code ?? error.message : 'connection closed by server';
-    if (!this.connected) sink.onUpstreamFailure('connect', 'refused', reason);
+    if (!this.connected && error && isTlsFailure(error)) sink.onUpstreamFailure('connect', 'tls', error.message);
+    else if (!this.connected) sink.onUpstreamFailure('connect', 'refused', reason);
     else sink.onUpstreamFailure(this.parser.started ? 'response' : 'before-response', 'closed', reason);
   }
 

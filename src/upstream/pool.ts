@@ -3,6 +3,7 @@
  * recently used (warmest) connections busy and lets the others age out after `idleMs`.
  * Owned and called by one data-plane thread only.
  */
+import type * as tls from 'node:tls';
 import { UpstreamConnection, type ConnectionOwner } from './connection';
 
 export interface PoolOptions {
@@ -11,10 +12,13 @@ export interface PoolOptions {
   connectTimeoutMs: number;
   idleMs: number;
   maxIdle: number;
+  /** TLS to the server, or null for plain TCP. */
+  tls: tls.ConnectionOptions | null;
 }
 
 export class ServerPool implements ConnectionOwner {
   private readonly idle: UpstreamConnection[] = [];
+  tlsSession: Buffer | null = null;
   /** Every open connection, idle or busy or connecting. */
   readonly open = new Set<UpstreamConnection>();
 
@@ -27,14 +31,14 @@ export class ServerPool implements ConnectionOwner {
       connection.idle = false;
       if (!connection.isClosed) return connection;
     }
-    const connection = new UpstreamConnection(this, this.options.host, this.options.port, this.options.connectTimeoutMs);
+    const connection = new UpstreamConnection(this, this.options.host, this.options.port, this.options.connectTimeoutMs, this.options.tls);
     this.open.add(connection);
     return connection;
   }
 
   /** A new connection regardless of idle ones: for the retry after a stale keep-alive. */
   connectFresh(): UpstreamConnection {
-    const connection = new UpstreamConnection(this, this.options.host, this.options.port, this.options.connectTimeoutMs);
+    const connection = new UpstreamConnection(this, this.options.host, this.options.port, this.options.connectTimeoutMs, this.options.tls);
     this.open.add(connection);
     return connection;
   }

@@ -73,10 +73,14 @@ test('duplicate server names are errors (reported once the rest of the service i
 });
 
 test('missing required keys say so', () => {
-  const result = validateConfig({ virtual_services: [{ name: 'api', servers: [] }] });
+  const result = validateConfig({ virtual_services: [{ name: 'api' }] });
   assert.ok(!result.ok);
   assert.ok(result.errors.includes('virtual_services[0].listen: is required'), result.errors.join('\n'));
-  assert.ok(result.errors.some((e) => e.startsWith('virtual_services[0].servers: needs at least one server')), result.errors.join('\n'));
+  const empty = validateConfig({ virtual_services: [{ name: 'api', listen: '127.0.0.1:1', servers: [] }] });
+  assert.ok(!empty.ok);
+  assert.deepEqual(empty.errors, ['virtual_services[0].servers: needs at least one server']);
+  const redirect = validateConfig({ virtual_services: [{ name: 'web', listen: '127.0.0.1:1', redirect_https: true }] });
+  assert.ok(redirect.ok, 'a redirect-only service needs no servers');
 });
 
 test('two virtual services cannot share a listen address', () => {

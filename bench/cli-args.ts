@@ -21,6 +21,8 @@ export interface BenchOptions {
   connections: number;
   workers: number;
   rounds: number;
+  /** How many times a round is measured again when other processes used the proxy's CPU. */
+  noisyRetries: number;
   /** Anchors asked for; missing binaries are skipped at run time with a note. */
   compare: Anchor[];
   backend: BackendKind;
@@ -39,6 +41,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --connections N    concurrent client connections (handshake: concurrent connect loops)   (default 64)
   --workers N        threads/processes per proxy; proxies are pinned to CPUs 1..N   (default 1)
   --rounds N         each proxy runs N times, order rotated each round   (default 3)
+  --noisy-retries N  measure a round again, up to N times, when other processes ran on the
+                     proxy's CPU during its window   (default 2; 0 with --smoke)
   --compare LIST     anchors beside carelb: haproxy,nginx | haproxy | nginx | none   (default haproxy,nginx)
   --backend B        builtin (uWebSockets.js) | nginx   (default builtin)
   --cert C           rsa2048 | p256: key type of the generated bench certificates   (default rsa2048)
@@ -69,6 +73,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions | string {
   let connections: number | undefined;
   let workers = 1;
   let rounds: number | undefined;
+  let noisyRetries: number | undefined;
   let compare: Anchor[] = [...ANCHORS];
   let backend: BackendKind = 'builtin';
   let cert: CertKind = 'rsa2048';
@@ -125,6 +130,13 @@ export function parseArgs(argv: readonly string[]): BenchOptions | string {
         else rounds = n;
         break;
       }
+      case '--noisy-retries': {
+        const v = value();
+        const n = Number(v);
+        if (v === undefined || !Number.isInteger(n) || n < 0) return `--noisy-retries: "${v ?? ''}" is not a whole number`;
+        noisyRetries = n;
+        break;
+      }
       case '--compare': {
         const v = value();
         if (v === undefined) return '--compare needs a value';
@@ -166,12 +178,14 @@ export function parseArgs(argv: readonly string[]): BenchOptions | string {
     warmupMs ??= 500;
     connections ??= 8;
     rounds ??= 1;
+    noisyRetries ??= 0;
   }
   durationMs ??= 10_000;
   // Long enough for JIT, connection pools and TLS session caches to settle.
   warmupMs ??= Math.max(2000, Math.round(durationMs * 0.1));
   connections ??= 64;
   rounds ??= 3;
+  noisyRetries ??= 2;
 
-  return { scenarios, durationMs, warmupMs, connections, workers, rounds, compare, backend, cert, smoke, out, help };
+  return { scenarios, durationMs, warmupMs, connections, workers, rounds, noisyRetries, compare, backend, cert, smoke, out, help };
 }

@@ -9,6 +9,8 @@ import type { ProxyName } from './proxies/types';
 
 export interface RoundResult {
   round: number;
+  /** 1, or more when noisy windows were measured again (--noisy-retries); the least noisy is kept. */
+  attempts: number;
   /** Responses completed in the window (handshake: connections that got their response). */
   requests: number;
   window_s: number;
@@ -145,6 +147,7 @@ export function roundResult(
   const windowUs = m.windowMs * 1000;
   return {
     round,
+    attempts: 1,
     requests: m.requests,
     window_s: m.windowMs / 1000,
     rps: m.windowMs > 0 ? (m.requests * 1000) / m.windowMs : 0,

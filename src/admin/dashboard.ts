@@ -32,7 +32,8 @@ section.vs h2 { margin: 0 0 0.25rem; font-size: 1.25rem; }
 table { border-collapse: collapse; width: 100%; min-width: 60rem; }
 caption { text-align: left; position: absolute; left: -10000px; }
 th, td { text-align: left; padding: 0.4rem 0.55rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
-th { font-size: 0.85rem; text-transform: uppercase; letter-spacing: 0.03em; color: var(--muted); }
+thead th { font-size: 0.85rem; text-transform: uppercase; letter-spacing: 0.03em; color: var(--muted); }
+tbody th { font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; min-width: 4.5rem; text-align: center; padding: 0.1rem 0.5rem; border-radius: 999px; font-weight: 600; border: 1px solid currentColor; }
 .badge.up, .badge.online { background: var(--ok-bg); color: var(--ok-ink); }

@@ -266,6 +266,8 @@ const SCRIPT = `
     $('confirm-text').textContent = a.label + ' ' + server + ' in virtual service ' + vs + ': ' + a.text;
     $('confirm-ok').textContent = a.label + ' ' + server;
     $('confirm-ok').className = action === 'online' ? 'primary' : 'danger';
+    // Escape closes the dialog without touching returnValue: clear the last answer first.
+    $('confirm').returnValue = '';
     $('confirm').showModal();
     $('confirm-cancel').focus();
   }

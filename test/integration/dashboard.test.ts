@@ -106,6 +106,13 @@ test('the dashboard asks for the token, shows the servers live, and a confirmed 
   assert.equal(await page.getByRole('button', { name: 'Drain b1 in api' }).isDisabled(), true);
   await page.locator('#notice', { hasText: 'api/b1 is now drain' }).waitFor();
 
+  // Escape after an earlier confirmation must not repeat it.
+  await page.getByRole('button', { name: 'Halt b1 in api' }).click();
+  await dialog.waitFor({ state: 'visible' });
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal(await adminStateOf(lb, 'b1'), 'drain');
+
   const screenshot = join(lb.dir, 'dashboard.png');
   await page.screenshot({ path: screenshot, fullPage: true });
   assert.ok(statSync(screenshot).size > 1000, 'a screenshot was written');

@@ -68,8 +68,8 @@ const healthCheckFields = {
   expect_status: z.array(statusRange).min(1),
   /** Substring the response body must contain. */
   expect_body: z.string(),
-  interval: duration,
-  timeout: duration,
+  interval: duration.refine((ms) => ms >= 10, 'must be at least 10ms'),
+  timeout: duration.refine((ms) => ms >= 1, 'must be at least 1ms'),
   /** Consecutive passes to go up. */
   rise: z.number().int().min(1).max(100),
   /** Consecutive failures to go down. */
@@ -166,6 +166,35 @@ const virtualService = z
     https_port: z.number().int().min(1).max(65535).default(443),
     /** TLS to the servers (bridging); a server's own backend_tls overrides it. */
     backend_tls: backendTls.optional(),
+    /** Mark a server down at once after this many consecutive failures (0 = off); active checks bring it back. */
+    passive: z
+      .object({
+        /** Connection failures, timeouts, TLS failures, malformed responses. */
+        consecutive_failures: z.number().int().min(0).max(1000).default(0),
+        /** 5xx responses from the server. */
+        consecutive_5xx: z.number().int().min(0).max(1000).default(0),
+      })
+      .strict()
+      .default({}),
+    /** When no server is up: send to this server, or answer locally. */
+    fallback: z
+      .union([
+        z.object({ server: hostPort }).strict(),
+        z
+          .object({
+            status: z.number().int().min(200).max(599).default(503),
+            /** Body of the local answer, read at start and on reload. */
+            body_file: file.optional(),
+            content_type: z.string().min(1).default('text/plain; charset=utf-8'),
+            retry_after: duration.optional(),
+          })
+          .strict(),
+      ])
+      .optional(),
+    /** A server that comes back ramps from a low weight to its full weight over this time (0 = off). */
+    slow_start: duration.default(0),
+    /** source_ip: a client address keeps reaching the same server while that server is up. */
+    persistence: z.enum(['none', 'source_ip']).default('none'),
     /** Active health checks of the servers; absent: servers are assumed up. */
     health_check: healthCheck.optional(),
     /** Most idle keep-alive connections a thread keeps per server. */
@@ -175,9 +204,15 @@ const virtualService = z
   .strict()
   .superRefine((vs, ctx) => {
     if (vs.servers.length === 0 && !vs.redirect_https) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers'], message: 'needs at least one server' });
+    if ((vs.passive.consecutive_failures > 0 || vs.passive.consecutive_5xx > 0) && !vs.health_check) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['passive'], message: 'needs health_check: only active checks bring a passively marked server back' });
+    }
     if (vs.redirect_https && vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redirect_https'], message: 'a TLS virtual service cannot redirect to https: set it on the plain-HTTP one' });
     const seen = new Set<string>();
     vs.servers.forEach((s, i) => {
+      if (s.health_check && !vs.health_check) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers', i, 'health_check'], message: "overrides need the virtual service's health_check (add health_check: {} there to check with the defaults)" });
+      }
       if (seen.has(s.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers', i, 'name'], message: `duplicate server name "${s.name}"` });
       seen.add(s.name);
     });

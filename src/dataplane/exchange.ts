@@ -16,7 +16,8 @@ import { ERRORS, errorIndex, type ErrorName } from '../errors';
 import { S, V, statusClassOffset } from '../state/stats';
 import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from '../upstream/connection';
 import type { RequestInfo } from './request-head';
-import type { ServerRuntime, ServiceRuntime } from './service';
+import type { FallbackResponse, ServerRuntime, ServiceRuntime } from './service';
+import { STATUS_CODES as STATUS_TEXT } from 'node:http';
 
 /** Request bodies up to this size are kept until the response starts, so the request can be replayed. */
 const REPLAY_LIMIT = 64 * 1024;
@@ -73,9 +74,11 @@ export class Exchange implements UpstreamSink {
       this.fail('SHUTTING_DOWN');
       return;
     }
-    const local = this.vs.balancer.pick(-1);
+    const local = this.vs.balancer.pick(-1, this.request.client);
     if (local === -1) {
-      this.fail('NO_SERVER');
+      if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
+      else if (this.vs.fallbackResponse !== null) this.answerFallback(this.vs.fallbackResponse);
+      else this.fail('NO_SERVER');
       return;
     }
     this.sendTo(this.vs.servers[local], false);
@@ -135,7 +138,10 @@ export class Exchange implements UpstreamSink {
     const stats = this.vs.views.stats;
     const klass = statusClassOffset(status);
     stats[this.vs.statBase + V.responses_1xx + klass]++;
-    if (this.server) stats[this.server.statBase + S.responses_1xx + klass]++;
+    if (this.server) {
+      stats[this.server.statBase + S.responses_1xx + klass]++;
+      this.server.noteResponse(status);
+    }
     const res = this.res;
     if (bodyless) {
       this.resDone = true;
@@ -184,10 +190,11 @@ export class Exchange implements UpstreamSink {
     const stats = this.vs.views.stats;
     if (phase === 'connect') {
       stats[server.statBase + S.connect_failures]++;
+      server.noteFailure(reason);
       // Nothing reached the server: any method may go to another server, once.
       if (!this.connectRetried && this.canReplay()) {
         this.connectRetried = true;
-        const other = this.vs.balancer.pick(server.local);
+        const other = this.vs.balancer.pick(server.local, this.request.client);
         if (other !== -1) {
           stats[server.statBase + S.retries]++;
           this.sendTo(this.vs.servers[other], false);
@@ -210,6 +217,7 @@ export class Exchange implements UpstreamSink {
       }
     }
     stats[server.statBase + S.failures]++;
+    server.noteFailure(reason);
     this.fail(code === 'bad-response' ? 'BAD_RESPONSE' : 'SERVER_CLOSED');
   }
 
@@ -228,7 +236,10 @@ export class Exchange implements UpstreamSink {
   /** Sweep: enforce the server timeout while waiting for a response. */
   checkDeadline(now: number): void {
     if (this.deadline !== 0 && now >= this.deadline && !this.ended) {
-      if (this.server) this.vs.views.stats[this.server.statBase + S.failures]++;
+      if (this.server) {
+        this.vs.views.stats[this.server.statBase + S.failures]++;
+        this.server.noteFailure('timeout');
+      }
       this.dropConnection();
       this.fail('SERVER_TIMEOUT');
     }
@@ -372,6 +383,21 @@ export class Exchange implements UpstreamSink {
         });
       }
     }
+    this.end();
+  }
+
+  /** `fallback:` local answer when no server is up (still counted as CLB_NO_SERVER). */
+  private answerFallback(fallback: FallbackResponse): void {
+    this.countError('NO_SERVER');
+    this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(fallback.status)]++;
+    this.resDone = true;
+    const res = this.res;
+    const close = this.closeClient();
+    res.cork(() => {
+      res.writeStatus(`${fallback.status} ${STATUS_TEXT[fallback.status] ?? 'Unavailable'}`).writeHeader('content-type', fallback.contentType).writeHeader('x-carelb-error', ERRORS.NO_SERVER.code);
+      if (fallback.retryAfter !== null) res.writeHeader('retry-after', fallback.retryAfter);
+      res.end(fallback.body, close);
+    });
     this.end();
   }
 

@@ -29,5 +29,7 @@ export type FromThread =
   | { type: 'listening'; slot: number }
   | { type: 'listen-failed'; slot: number; service: string; address: string }
   | { type: 'crashed'; slot: number; error: string }
+  /** Passive detection marked server `serverSlot` down. */
+  | { type: 'passive-down'; slot: number; serverSlot: number; reason: string }
   /** `failed`: virtual services whose new listener could not be opened. */
   | { type: 'reloaded'; slot: number; generation: number; failed: string[] };

@@ -10,7 +10,7 @@ import type { Uws } from '../native';
 import type { SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { Frontend } from './frontend';
-import { ServiceRuntime } from './service';
+import { ServiceRuntime, type ThreadEvents } from './service';
 
 /**
  * How long a listener replaced on reload keeps serving its open connections. uWS closes idle
@@ -30,6 +30,7 @@ export class DataPlane {
     private readonly uws: Uws,
     private readonly views: SharedViews,
     private readonly thread: number,
+    private readonly events: ThreadEvents,
   ) {}
 
   /**
@@ -43,7 +44,7 @@ export class DataPlane {
     for (const [index, vsConfig] of config.virtual_services.entries()) {
       const old = this.frontends.get(vsConfig.name);
       const previousServers = old ? old.current.serversBySlot() : new Map();
-      const runtime = new ServiceRuntime(vsConfig, plan.vs[index], this.views, this.thread, previousServers);
+      const runtime = new ServiceRuntime(vsConfig, plan.vs[index], this.views, this.thread, this.events, previousServers);
       if (old && Frontend.identity(old.current) === Frontend.identity(runtime)) {
         this.retire(old.current, runtime);
         old.current = runtime;

@@ -32,6 +32,8 @@ const HOP_BY_HOP = new Set([
 /** What the exchange needs to know about the request besides its head text. */
 export interface RequestInfo {
   method: string;
+  /** The client's address (TCP peer). */
+  client: string;
   /** Path and query as received. */
   target: string;
   host: string;
@@ -115,5 +117,5 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
     `${method} ${target} HTTP/1.1\r\n${collected}${framing}x-forwarded-for: ${xff}\r\n` +
     `x-forwarded-proto: ${proto}\r\nx-forwarded-host: ${host}\r\nx-forwarded-port: ${port}\r\n\r\n`;
   collected = '';
-  return { method, target, host, contentLength, chunked, head };
+  return { method, client: clientAddress, target, host, contentLength, chunked, head };
 }

@@ -5,10 +5,11 @@
  */
 import { createBalancer, type Balancer } from '../balance';
 import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
-import { F_INFLIGHT, SLOT_STRIDE, type SharedViews } from '../state/layout';
+import { ADMIN_HALT, F_ADMIN, F_5XX_STREAK, F_FAIL_STREAK, F_HEALTH, F_INFLIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE, type SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
 import { backendTlsConfig, backendTlsOptions } from '../upstream/tls-options';
+import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Exchange } from './exchange';
 import { proxyRequest, redirectToHttps } from './frontend';
@@ -22,8 +23,14 @@ function sameConnectionTarget(old: ServerRuntime, server: ServerConfig, vs: Virt
   );
 }
 
+/** What a thread tells the primary about its servers (not per request: only on state changes). */
+export interface ThreadEvents {
+  passiveDown(slot: number, reason: string): void;
+}
+
 export class ServerRuntime {
   pool: ServerPool;
+  private readonly slots: Int32Array;
   /** Index of this server's in-flight counter in the shared Int32 table. */
   readonly inflightIndex: number;
   /** Index of this thread's first counter for this server in the Float64 stats. */
@@ -37,7 +44,9 @@ export class ServerRuntime {
     readonly vsConfig: VirtualServiceConfig,
     views: SharedViews,
     thread: number,
+    private readonly events: ThreadEvents,
   ) {
+    this.slots = views.servers;
     this.inflightIndex = slot * SLOT_STRIDE + F_INFLIGHT;
     this.statBase = views.layout.serverStat(thread, slot, 0);
     this.pool = new ServerPool({
@@ -48,6 +57,40 @@ export class ServerRuntime {
       maxIdle: vsConfig.max_idle_per_server,
       tls: backendTlsOptions(vsConfig, config),
     });
+  }
+
+  /** Idle expiry and connect timeouts; a halted server also loses its idle connections. */
+  sweep(now: number): void {
+    this.pool.sweep(now);
+    if (this.pool.idleCount > 0 && Atomics.load(this.slots, this.slot * SLOT_STRIDE + F_ADMIN) === ADMIN_HALT) this.pool.closeIdle();
+  }
+
+  /** A response head arrived: counts toward (or resets) passive detection. */
+  noteResponse(status: number): void {
+    const base = this.slot * SLOT_STRIDE;
+    const threshold = this.vsConfig.passive.consecutive_5xx;
+    if (status >= 500 && threshold > 0) {
+      if (Atomics.add(this.slots, base + F_5XX_STREAK, 1) + 1 >= threshold) this.markDown(`${threshold} consecutive 5xx responses`);
+    } else if (Atomics.load(this.slots, base + F_5XX_STREAK) !== 0) {
+      Atomics.store(this.slots, base + F_5XX_STREAK, 0);
+    }
+    if (Atomics.load(this.slots, base + F_FAIL_STREAK) !== 0) Atomics.store(this.slots, base + F_FAIL_STREAK, 0);
+  }
+
+  /** A connection failure, timeout or bad response: counts toward passive detection. */
+  noteFailure(reason: string): void {
+    const threshold = this.vsConfig.passive.consecutive_failures;
+    if (threshold > 0 && Atomics.add(this.slots, this.slot * SLOT_STRIDE + F_FAIL_STREAK, 1) + 1 >= threshold) {
+      this.markDown(`${threshold} consecutive failures, last: ${reason}`);
+    }
+  }
+
+  /** Marks the server down now (all threads skip it from their next pick) and tells the primary once. */
+  private markDown(reason: string): void {
+    const base = this.slot * SLOT_STRIDE;
+    Atomics.store(this.slots, base + F_FAIL_STREAK, 0);
+    Atomics.store(this.slots, base + F_5XX_STREAK, 0);
+    if (Atomics.compareExchange(this.slots, base + F_HEALTH, HEALTH_UP, HEALTH_DOWN) === HEALTH_UP) this.events.passiveDown(this.slot, reason);
   }
 
   /** The same server under a reloaded config: same slot and pool, new settings. */
@@ -61,6 +104,15 @@ export class ServerRuntime {
   }
 }
 
+/** `fallback:` with a local answer, prepared once per config. */
+export interface FallbackResponse {
+  status: number;
+  contentType: string;
+  /** Seconds, as the Retry-After header value. */
+  retryAfter: string | null;
+  body: Buffer;
+}
+
 export class ServiceRuntime {
   readonly servers: ServerRuntime[];
   readonly balancer: Balancer;
@@ -70,6 +122,9 @@ export class ServiceRuntime {
   /** The uWS request handler for this service: proxy, or redirect to https. */
   readonly handle: (res: HttpResponse, req: HttpRequest, closeAfter: boolean) => void;
   readonly portText: string;
+  /** Where requests go when no server is up: a fallback server, a local answer, or neither. */
+  readonly fallbackServer: ServerRuntime | null = null;
+  readonly fallbackResponse: FallbackResponse | null = null;
   /** Exchanges not yet finished, for timeouts and shutdown. */
   readonly active = new Set<Exchange>();
   /** Set during shutdown: responses close their connection. */
@@ -80,6 +135,7 @@ export class ServiceRuntime {
     readonly plan: SlotPlan['vs'][number],
     readonly views: SharedViews,
     readonly thread: number,
+    readonly events: ThreadEvents,
     /** Servers of the previous config by slot: kept (with their warm pools) when the address is unchanged. */
     previous: Map<number, ServerRuntime> = new Map(),
   ) {
@@ -89,9 +145,22 @@ export class ServiceRuntime {
       if (old && sameConnectionTarget(old, server, config)) {
         return old.carriedInto(server, local, config);
       }
-      return new ServerRuntime(server, local, slot, config, views, thread);
+      return new ServerRuntime(server, local, slot, config, views, thread, events);
     });
-    this.balancer = createBalancer(config.balance, { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length });
+    const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };
+    this.balancer = createBalancer(config.balance, table, config.persistence, config.servers.map((s) => s.name));
+    const fallback = config.fallback;
+    if (fallback && 'server' in fallback && plan.fallbackSlot !== undefined) {
+      const fallbackConfig: ServerConfig = { name: `${config.name}-fallback`, address: fallback.server, weight: 1 };
+      this.fallbackServer = new ServerRuntime(fallbackConfig, -1, plan.fallbackSlot, config, views, thread, events);
+    } else if (fallback && !('server' in fallback)) {
+      this.fallbackResponse = {
+        status: fallback.status,
+        contentType: fallback.content_type,
+        retryAfter: fallback.retry_after === undefined ? null : String(Math.ceil(fallback.retry_after / 1000)),
+        body: fallback.body_file ? readFileSync(fallback.body_file) : Buffer.from('no server is available to handle this request\n'),
+      };
+    }
     this.statBase = views.layout.vsStat(thread, plan.slot, 0);
     this.errorBase = views.layout.vsError(thread, plan.slot, 0);
     this.proto = config.tls ? 'https' : 'http';
@@ -101,7 +170,8 @@ export class ServiceRuntime {
 
   /** Timeouts and idle-connection expiry; called by the thread's sweep timer. */
   sweep(now: number): void {
-    for (const server of this.servers) server.pool.sweep(now);
+    for (const server of this.servers) server.sweep(now);
+    this.fallbackServer?.sweep(now);
     for (const exchange of this.active) exchange.checkDeadline(now);
   }
 

@@ -30,7 +30,9 @@ export default async function serve(task: ServeTask): Promise<string> {
   const { slot, port } = task;
   const send = (message: FromThread) => port.postMessage(message);
   const uws: Uws = loadNativeUws();
-  const plane = new DataPlane(uws, mapShared(task.shared, task.shape), slot);
+  const plane = new DataPlane(uws, mapShared(task.shared, task.shape), slot, {
+    passiveDown: (serverSlot, reason) => send({ type: 'passive-down', slot, serverSlot, reason }),
+  });
   send({ type: 'started', slot, tid: threadId() });
 
   const sweep = setInterval(() => plane.sweep(Date.now()), SWEEP_INTERVAL_MS);

@@ -23,6 +23,8 @@ import { probe, type ProbeResult, type ProbeTarget, type TlsProbeOptions } from 
 import { HealthState } from './state';
 
 export interface HealthMonitorDeps {
+  /** Called when a server comes back up (slow start ramps its weight from here). */
+  onUp?: (slot: number, vs: string, server: string) => void;
   views: SharedViews;
   log: Logger;
   /** TLS settings for a server's `https` checks (CA, SNI, client certificate); default: verify against the system CAs. */
@@ -199,6 +201,7 @@ export class HealthMonitor {
     const fields = { vs: entry.vs, server: entry.server, reason: result.reason };
     if (transition === 'down') this.deps.log.warn(fields, 'server down');
     else this.deps.log.info(fields, 'server up');
+    if (transition === 'up') this.deps.onUp?.(entry.slot, entry.vs, entry.server);
   }
 
   /** TLS options of an https check; a failure to build them (files read by the caller) fails the checks instead of throwing out of update(). */

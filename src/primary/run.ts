@@ -15,7 +15,10 @@ import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, type SharedViews } from
 import { applyPlan, createSharedFor } from './shared-state';
 import { SlotAllocator } from './slots';
 import { snapshot, type ServerStatus, type ServiceStatus } from './status';
+import { SlowStart } from './slow-start';
 import { Supervisor } from './supervisor';
+import { HealthMonitor } from '../health/monitor';
+import { backendTlsOptions } from '../upstream/tls-options';
 
 const VERSION: string = require('../../../package.json').version;
 
@@ -73,6 +76,19 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     await supervisor.stop(0);
     throw error;
   }
+  const slowStart = new SlowStart(shared);
+  const health = new HealthMonitor({
+    views: shared,
+    log,
+    tlsOptionsFor: (vs, server) => backendTlsOptions(vs, server),
+    onUp: (slot, vsName, serverName) => {
+      const vs = supervisor.config.virtual_services.find((v) => v.name === vsName);
+      const server = vs?.servers.find((s) => s.name === serverName);
+      if (vs && server && vs.slow_start > 0) slowStart.begin(slot, server.weight, vs.slow_start);
+    },
+  });
+  health.update(initial, planned.plan);
+  supervisor.onPassiveDown = (slot, reason) => health.markDown(slot, reason);
   const startedAt = Date.now();
   let configHash = hashOf(initial, options.configText);
   log.info({
@@ -116,6 +132,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     }
     checkFiles(config, next.plan, log);
     applyPlan(shared, config, next.plan, next.freshServers, next.freshVs);
+    health.update(config, next.plan);
     const failed = await supervisor.reload(config, next.plan);
     configHash = hashOf(config, text);
     if (failed.length > 0) {
@@ -142,7 +159,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     config: () => supervisor.config,
     configHash: () => configHash,
     status,
-    lastCheck: () => null,
+    lastCheck: (vsName, serverName) => health.lastCheck(vsName, serverName),
     latency: () => null,
     setAdminState(vsName, serverName, state): ServerStatus | null {
       const found = findServer(vsName, serverName);
@@ -161,6 +178,8 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     (stopping ??= (async () => {
       log.info({ grace_ms: supervisor.config.shutdown_grace }, 'stopping: no new connections, finishing in-flight requests');
       await reloading;
+      slowStart.stop();
+      await health.stop();
       await supervisor.stop(supervisor.config.shutdown_grace);
       await options.onStopped?.();
       log.info('stopped');

@@ -35,5 +35,7 @@ export function applyPlan(views: SharedViews, config: Config, plan: SlotPlan, fr
     vs.servers.forEach((server, s) => {
       Atomics.store(servers, layout.serverField(plan.vs[v].servers[s], F_WEIGHT), server.weight);
     });
+    const fallback = plan.vs[v].fallbackSlot;
+    if (fallback !== undefined) Atomics.store(servers, layout.serverField(fallback, F_WEIGHT), 1);
   });
 }

@@ -64,12 +64,17 @@ export class SlotAllocator {
   plan(config: Config): { plan: SlotPlan; freshServers: number[]; freshVs: number[] } | { error: string } {
     const vs = this.vs.assign(config.virtual_services.map((v) => v.name));
     if (!vs) return { error: `more than ${this.vsCapacity} virtual services: restart carelb to grow` };
-    const serverKeys = config.virtual_services.flatMap((v) => v.servers.map((s) => `${v.name}/${s.name}`));
+    const hasFallbackServer = (v: Config['virtual_services'][number]) => Boolean(v.fallback && 'server' in v.fallback);
+    const serverKeys = config.virtual_services.flatMap((v) => [...v.servers.map((s) => `${v.name}/${s.name}`), ...(hasFallbackServer(v) ? [`${v.name}/#fallback`] : [])]);
     const servers = this.servers.assign(serverKeys);
     if (!servers) return { error: `more than ${this.serverCapacity} servers: restart carelb to grow` };
     let at = 0;
     const plan: SlotPlan = {
-      vs: config.virtual_services.map((v, i) => ({ slot: vs.slots[i], servers: v.servers.map(() => servers.slots[at++]) })),
+      vs: config.virtual_services.map((v, i) => ({
+        slot: vs.slots[i],
+        servers: v.servers.map(() => servers.slots[at++]),
+        ...(hasFallbackServer(v) ? { fallbackSlot: servers.slots[at++] } : {}),
+      })),
     };
     return { plan, freshServers: servers.fresh, freshVs: vs.fresh };
   }

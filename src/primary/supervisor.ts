@@ -33,6 +33,8 @@ export class Supervisor {
   private readonly pool: Piscina;
   private readonly slots: Slot[] = [];
   private stopping = false;
+  /** Set by the primary: a thread's passive detection marked a server down. */
+  onPassiveDown: (serverSlot: number, reason: string) => void = () => {};
   /** Threads replaced after dying. */
   restarts = 0;
   private readyWaiters: { resolve: () => void; reject: (error: Error) => void } | null = null;
@@ -153,6 +155,10 @@ export class Supervisor {
         break;
       case 'listen-failed':
         this.readyWaiters?.reject(new Error(`virtual service ${message.service}: cannot listen on ${message.address} (address in use or not available)`));
+        break;
+      case 'passive-down':
+        this.log.warn({ slot: message.serverSlot, reason: message.reason }, 'passive detection marked a server down');
+        this.onPassiveDown(message.serverSlot, message.reason);
         break;
       case 'reloaded':
         this.settleReload(message.generation, message.slot, message.failed);

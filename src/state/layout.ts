@@ -20,6 +20,10 @@ export const F_INFLIGHT = 0;
 export const F_HEALTH = 1;
 export const F_ADMIN = 2;
 export const F_WEIGHT = 3;
+/** Consecutive failures (connect, timeout, TLS, bad response) seen by any thread: passive detection. */
+export const F_FAIL_STREAK = 4;
+/** Consecutive 5xx responses seen by any thread: passive detection. */
+export const F_5XX_STREAK = 5;
 
 export const HEALTH_DOWN = 0;
 export const HEALTH_UP = 1;

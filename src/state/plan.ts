@@ -5,5 +5,11 @@
  */
 export interface SlotPlan {
   /** Per virtual service, in config order. */
-  vs: { slot: number; servers: number[]; tlsFingerprint?: string }[];
+  vs: {
+    slot: number;
+    servers: number[];
+    /** Slot of the `fallback.server`, when the service has one. */
+    fallbackSlot?: number;
+    tlsFingerprint?: string;
+  }[];
 }

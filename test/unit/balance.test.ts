@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LeastConnBalancer } from '../../src/balance/leastconn';
 import { RoundRobinBalancer } from '../../src/balance/roundrobin';
+import { SourceHashBalancer } from '../../src/balance/source-hash';
 import type { ServerTable } from '../../src/balance/types';
 import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE } from '../../src/state/layout';
 
@@ -80,4 +81,30 @@ test('balancers read servers at their own slots (virtual services share one tabl
   t.set(0, F_HEALTH, HEALTH_DOWN);
   assert.equal(new LeastConnBalancer(t).pick(-1), 1);
   assert.equal(new RoundRobinBalancer(t).pick(-1), 1);
+});
+
+test('source-address persistence keeps a client on one server and moves only the clients of a server that goes down', () => {
+  const t = table([1, 1, 1, 1]);
+  const balancer = new SourceHashBalancer(t, ['a', 'b', 'c', 'd']);
+  const clients = Array.from({ length: 2000 }, (_v, i) => `10.${(i >> 8) & 255}.${i & 255}.7`);
+  const before = clients.map((c) => balancer.pick(-1, c));
+  assert.deepEqual(clients.map((c) => balancer.pick(-1, c)), before, 'same answer every time');
+  const shares = counts(before, 4);
+  for (const share of shares) assert.ok(Math.abs(share - 500) < 100, `even spread: ${shares}`);
+  t.set(2, F_HEALTH, HEALTH_DOWN);
+  const after = clients.map((c) => balancer.pick(-1, c));
+  clients.forEach((_c, i) => {
+    if (before[i] !== 2) assert.equal(after[i], before[i], 'clients of other servers stay');
+    else assert.notEqual(after[i], 2);
+  });
+  t.set(2, F_HEALTH, HEALTH_UP);
+  assert.deepEqual(clients.map((c) => balancer.pick(-1, c)), before, 'clients return when the server does');
+});
+
+test('source-address persistence honours weights', () => {
+  const t = table([1, 3]);
+  const balancer = new SourceHashBalancer(t, ['light', 'heavy']);
+  const picks = Array.from({ length: 4000 }, (_v, i) => balancer.pick(-1, `client-${i}`));
+  const [light, heavy] = counts(picks, 2);
+  assert.ok(Math.abs(heavy / light - 3) < 0.45, `${heavy}/${light}`);
 });

@@ -15,6 +15,7 @@ const USAGE = `usage: carelb <command> [options]
 
   start [-c FILE]     run in the foreground (without -c: the built-in demo)
   check -c FILE       validate a config file; exit 1 with every error
+  ctl status|drain|halt|online|reload   operate a running carelb through its admin API
   tune check|apply    compare kernel and socket settings with the recommendations
   version             print the version
 `;
@@ -104,6 +105,10 @@ async function main(argv: string[]): Promise<number> {
       return start(option(args, '-c', '--config'));
     case 'check':
       return check(option(args, '-c', '--config'));
+    case 'ctl': {
+      const { runCtl } = await import('./ctl/ctl');
+      return runCtl(args, process.stdout, process.stderr);
+    }
     case 'tune': {
       const { runTune } = await import('./tune/command');
       return runTune(args, process.stdout);

@@ -94,6 +94,7 @@ export class Exchange implements UpstreamSink {
       const copy = Buffer.allocUnsafe(size);
       copy.set(new Uint8Array(chunk));
       this.vs.views.stats[this.vs.statBase + V.bytes_in] += size;
+      if (this.server !== null) this.vs.views.stats[this.server.statBase + S.bytes_in] += size;
       if (this.replay !== null) {
         this.replayBytes += size;
         if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);

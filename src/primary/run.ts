@@ -15,6 +15,7 @@ import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, type SharedViews } from
 import { applyPlan, createSharedFor } from './shared-state';
 import { SlotAllocator } from './slots';
 import { snapshot, type ServerStatus, type ServiceStatus } from './status';
+import { startAdminServer, type AdminServer } from '../admin/server';
 import { SlowStart } from './slow-start';
 import { Supervisor } from './supervisor';
 import { HealthMonitor } from '../health/monitor';
@@ -28,6 +29,8 @@ export interface RunOptions {
   /** Text the config was parsed from, for the config hash. */
   configText?: string;
   log?: Logger;
+  /** Audit log file of admin actions; default: JSON lines on stdout with "audit": true. */
+  auditLog?: string;
   /** Runs after the threads have stopped (the demo closes its servers here). */
   onStopped?: () => Promise<void>;
 }
@@ -37,6 +40,8 @@ export interface Running {
   shared: SharedViews;
   /** Everything the admin API and ctl may see and do. */
   admin: AdminContext;
+  /** The admin API server, or null when the config has no `admin` section. */
+  adminServer: AdminServer | null;
   /** Live state and counters of the running config. */
   status(): ServiceStatus[];
   reload(source: string): Promise<ReloadResult>;
@@ -173,11 +178,15 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     threadRestarts: () => supervisor.restarts,
   };
 
+  const adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog }) : null;
+  if (adminServer) log.info({ listen: `${initial.admin!.listen.host}:${adminServer.port}`, token_file: adminServer.tokenFile }, 'admin API and dashboard listening');
+
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       log.info({ grace_ms: supervisor.config.shutdown_grace }, 'stopping: no new connections, finishing in-flight requests');
       await reloading;
+      await adminServer?.close();
       slowStart.stop();
       await health.stop();
       await supervisor.stop(supervisor.config.shutdown_grace);
@@ -191,5 +200,5 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       supervisor.crashThread(0);
     });
   }
-  return { supervisor, shared, admin, status, reload, stop };
+  return { supervisor, shared, admin, adminServer, status, reload, stop };
 }

@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import pino from 'pino';
 import { stringify } from 'yaml';
-import { startAdminServer, type AdminServer } from '../../src/admin/server';
+import type { AdminServer } from '../../src/admin/server';
 import { loadConfigText } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
 import { runCarelb, type Running } from '../../src/primary/run';
@@ -107,11 +107,10 @@ export async function startWithAdmin(t: TestContext, options: HarnessOptions = {
   });
   const log = pino({ level: 'info' }, sink);
 
-  const running = await runCarelb(loaded.config, { configPath, configText: text, log });
-  t.after(() => running.stop());
   const auditPath = join(dir, 'logs', 'audit.log');
-  const admin = await startAdminServer(running.admin, loaded.config.admin!, log, { auditLog: auditPath });
-  t.after(() => admin.close());
+  const running = await runCarelb(loaded.config, { configPath, configText: text, log, auditLog: auditPath });
+  t.after(() => running.stop());
+  const admin = running.adminServer!;
   const token = readFileSync(admin.tokenFile, 'utf8').trim();
 
   return {

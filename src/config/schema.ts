@@ -227,6 +227,40 @@ export const configSchema = z
     /** On SIGTERM/SIGINT, in-flight requests get this long to finish. */
     shutdown_grace: duration.default('10s'),
     virtual_services: z.array(virtualService).min(1, 'needs at least one virtual service'),
+    /** High-availability pair: rendered into a keepalived config (`carelb ha render`). */
+    ha: z
+      .object({
+        node_name: name,
+        interface: z.string().regex(/^[A-Za-z0-9_.:@-]{1,15}$/, 'must be a network interface name'),
+        priority: z.number().int().min(1).max(254).default(100),
+        virtual_router_id: z.number().int().min(1).max(255),
+        advert_int: duration.default('1s'),
+        /** Peer address: unicast VRRP and config sync. */
+        peer: z.string().ip('must be an IP address'),
+        /** Peer's admin API for config sync. */
+        peer_admin: hostPort.optional(),
+        peer_token_file: file.optional(),
+        /** VRRP auth_pass (keepalived uses its first 8 characters). */
+        auth_secret_file: file.optional(),
+        /** Off by default: a recovered node does not take the address back (no second interruption). */
+        preempt: z.boolean().default(false),
+        /** Push the config to the peer after every successful reload. */
+        auto_sync: z.boolean().default(false),
+        vips: z
+          .array(
+            z
+              .object({
+                address: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/, 'must be an address with its prefix length, e.g. 10.0.0.100/24'),
+                priority: z.number().int().min(1).max(254).optional(),
+              })
+              .strict(),
+          )
+          .min(1, 'needs at least one virtual IP'),
+        keepalived_conf: file.default('/etc/keepalived/keepalived.conf'),
+        check_script_user: z.string().min(1).default('carelb'),
+      })
+      .strict()
+      .optional(),
     /** Admin API, dashboard and metrics, served by the primary. */
     admin: z
       .object({
@@ -260,3 +294,4 @@ export type FrontendTlsConfig = z.output<typeof frontendTls>;
 export type BackendTlsConfig = z.output<typeof backendTls>;
 export type HealthCheckConfig = z.output<typeof healthCheck>;
 export type AdminConfig = NonNullable<Config['admin']>;
+export type HaConfig = NonNullable<Config['ha']>;

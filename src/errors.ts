@@ -28,6 +28,14 @@ export const ERRORS = define({
   SERVER_TIMEOUT: { code: 'CLB_SERVER_TIMEOUT', status: 504, reason: 'Gateway Timeout', message: 'the server did not respond in time' },
   CLIENT_ABORTED: { code: 'CLB_CLIENT_ABORTED', status: 499, reason: 'Client Closed Request', message: 'the client went away' },
   BAD_REQUEST: { code: 'CLB_BAD_REQUEST', status: 400, reason: 'Bad Request', message: 'malformed request' },
+  FORBIDDEN: { code: 'CLB_FORBIDDEN', status: 403, reason: 'Forbidden', message: 'this client address is not allowed' },
+  BODY_TIMEOUT: { code: 'CLB_BODY_TIMEOUT', status: 408, reason: 'Request Timeout', message: 'the request body stalled' },
+  BODY_TOO_LARGE: { code: 'CLB_BODY_TOO_LARGE', status: 413, reason: 'Content Too Large', message: 'the request body is larger than allowed' },
+  URL_TOO_LONG: { code: 'CLB_URL_TOO_LONG', status: 414, reason: 'URI Too Long', message: 'the request target is longer than allowed' },
+  RATE_LIMITED: { code: 'CLB_RATE_LIMITED', status: 429, reason: 'Too Many Requests', message: 'too many requests from this client address' },
+  HEADERS_TOO_LARGE: { code: 'CLB_HEADERS_TOO_LARGE', status: 431, reason: 'Request Header Fields Too Large', message: 'the request headers are larger than allowed' },
+  QUEUE_FULL: { code: 'CLB_QUEUE_FULL', status: 503, reason: 'Service Unavailable', message: 'every server is at its connection limit and the queue is full' },
+  QUEUE_TIMEOUT: { code: 'CLB_QUEUE_TIMEOUT', status: 503, reason: 'Service Unavailable', message: 'every server stayed at its connection limit' },
   SHUTTING_DOWN: { code: 'CLB_SHUTTING_DOWN', status: 503, reason: 'Service Unavailable', message: 'carelb is shutting down' },
 });
 

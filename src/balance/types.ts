@@ -3,7 +3,7 @@
  * table access) is here, each algorithm supplies only its pick. Pure: no I/O, no clock; the
  * only state is what the caller passes in or what the balancer object keeps per thread.
  */
-import { ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_WEIGHT, HEALTH_UP, SLOT_STRIDE } from '../state/layout';
+import { ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_INFLIGHT, F_MAXCONN, F_WEIGHT, HEALTH_UP, SLOT_STRIDE } from '../state/layout';
 
 /** The servers of one virtual service inside the shared Int32 slot table. */
 export interface ServerTable {
@@ -27,5 +27,7 @@ export function eligibleWeight(table: ServerTable, local: number): number {
   const slots = table.slots;
   if (Atomics.load(slots, at + F_HEALTH) !== HEALTH_UP) return 0;
   if (Atomics.load(slots, at + F_ADMIN) !== ADMIN_ONLINE) return 0;
+  const max = slots[at + F_MAXCONN];
+  if (max !== 0 && Atomics.load(slots, at + F_INFLIGHT) >= max) return 0;
   return Atomics.load(slots, at + F_WEIGHT);
 }

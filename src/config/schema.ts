@@ -5,7 +5,8 @@
  * downstream parses text again.
  */
 import { z } from 'zod';
-import { parseDuration } from './units';
+import { isIP } from 'node:net';
+import { parseDuration, parseSize } from './units';
 
 /** A duration such as "250ms", "5s", "2m", or a number of milliseconds. */
 export const duration = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
@@ -17,6 +18,26 @@ export const duration = z.union([z.string(), z.number().int().nonnegative()]).tr
   }
   return ms;
 });
+
+/** A byte size such as "16k", "8KiB", "10m", or a number of bytes. */
+export const size = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
+  if (typeof value === 'number') return value;
+  const bytes = parseSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a size (use e.g. 16k, 8KiB, 10m)` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+/** An IPv4 or IPv6 address or CIDR block. */
+const cidr = z.string().refine((value) => {
+  const [address, bits, extra] = value.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR block (10.0.0.0/8, 2001:db8::/32)');
 
 export interface HostPort {
   host: string;
@@ -134,6 +155,8 @@ const server = z
     address: hostPort,
     /** Relative share of traffic; 0 = takes no new requests. */
     weight: z.number().int().min(0).max(256).default(1),
+    /** Most requests in flight to this server across all threads (0 = no limit); more wait in the queue. */
+    max_conns: z.number().int().min(0).max(1_000_000).default(0),
     /** Overrides of the virtual service's health_check for this server. */
     health_check: healthCheck.optional(),
     /** TLS to this server; overrides the virtual service's backend_tls. */
@@ -149,6 +172,10 @@ const timeouts = z
     server: duration.default('60s'),
     /** Idle keep-alive connections to servers are closed after this; keep it below the servers' own. */
     upstream_idle: duration.default('4s'),
+    /** A request body that stalls longer than this is aborted (the server connection is freed). */
+    client_body_idle: duration.default('30s'),
+    /** Waiting in the queue of a full server (max_conns) longer than this gives 503. */
+    queue: duration.default('5s'),
   })
   .strict();
 
@@ -158,6 +185,39 @@ const virtualService = z
     listen: hostPort,
     balance: z.enum(['leastconn', 'roundrobin']).default('leastconn'),
     timeouts: timeouts.default({}),
+    /** Request limits: beyond them carelb answers 431, 414 or 413 and closes the connection. */
+    limits: z
+      .object({
+        /** Total bytes of the request's header fields. */
+        header_bytes: size.default('16k'),
+        /** Header lines; uWS v20.30 itself never passes on a request with 50 or more. */
+        header_count: z.number().int().min(1).max(49).default(40),
+        /** Request line: path and query. */
+        url_bytes: size.default('8k'),
+        /** Request body, also enforced while a chunked body streams; 0 = unlimited. */
+        max_body: size.default(0),
+      })
+      .strict()
+      .default({}),
+    /** Requests waiting per thread when every server is at max_conns; beyond it 503 at once. */
+    max_queue: z.number().int().min(0).max(100_000).default(1024),
+    /** Client addresses (CIDR) allowed; empty = everyone not denied. */
+    allow: z.array(cidr).default([]),
+    /** Client addresses (CIDR) refused, checked before allow. */
+    deny: z.array(cidr).default([]),
+    /** Refused clients get 403, or their connection closed without an answer. */
+    deny_action: z.enum(['403', 'close']).default('403'),
+    /** Proxies (CIDR) whose PROXY protocol address and X-Forwarded-For are believed. */
+    trusted_proxies: z.array(cidr).default([]),
+    /** Per client address, across all threads: a token bucket; beyond it 429 with Retry-After. */
+    rate_limit: z
+      .object({
+        requests: z.number().int().min(1),
+        per: duration.default('1s'),
+        burst: z.number().int().min(1).optional(),
+      })
+      .strict()
+      .optional(),
     /** Terminate TLS from clients (offload or bridging). */
     tls: frontendTls.optional(),
     /** Plain HTTP service that only redirects every request to https (301). */

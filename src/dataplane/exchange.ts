@@ -12,7 +12,8 @@
  *   counter, and the thread keeps serving.
  */
 import type { HttpResponse } from 'uWebSockets.js';
-import { ERRORS, errorIndex, type ErrorName } from '../errors';
+import { ERRORS, type ErrorName } from '../errors';
+import { countError, respondError } from './respond';
 import { S, V, statusClassOffset } from '../state/stats';
 import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from '../upstream/connection';
 import type { RequestInfo } from './request-head';
@@ -54,6 +55,11 @@ export class Exchange implements UpstreamSink {
   private bodyOffset = 0;
   private readonly bodyless: boolean;
   deadline = 0;
+  /** While the request body is expected: when it is considered stalled. */
+  private bodyDeadline = 0;
+  private bodyBytes = 0;
+  /** While waiting in the queue for a server below max_conns. */
+  private queueDeadline = 0;
 
   constructor(
     private readonly vs: ServiceRuntime,
@@ -64,6 +70,7 @@ export class Exchange implements UpstreamSink {
   ) {
     this.bodyless = request.method === 'HEAD';
     this.bodyDone = !request.chunked && request.contentLength <= 0;
+    if (!this.bodyDone) this.bodyDeadline = Date.now() + vs.config.timeouts.client_body_idle;
     vs.active.add(this);
     vs.views.stats[vs.statBase + V.requests]++;
   }
@@ -74,14 +81,33 @@ export class Exchange implements UpstreamSink {
       this.fail('SHUTTING_DOWN');
       return;
     }
-    const local = this.vs.balancer.pick(-1, this.request.client);
-    if (local === -1) {
-      if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
-      else if (this.vs.fallbackResponse !== null) this.answerFallback(this.vs.fallbackResponse);
-      else this.fail('NO_SERVER');
+    if (this.tryStart()) return;
+    // Every server that could take it is at max_conns: wait in this thread's queue.
+    if (this.vs.queue.length >= this.vs.config.max_queue) {
+      this.fail('QUEUE_FULL');
       return;
     }
-    this.sendTo(this.vs.servers[local], false);
+    this.queueDeadline = Date.now() + this.vs.config.timeouts.queue;
+    this.vs.queue.push(this);
+  }
+
+  /**
+   * Sends the request to a picked server (or the fallback); false when it must wait because
+   * the eligible servers are all at max_conns. Called by start() and by the queue.
+   */
+  tryStart(): boolean {
+    if (this.ended) return true;
+    const local = this.vs.balancer.pick(-1, this.request.client);
+    if (local !== -1) {
+      if (this.sendTo(this.vs.servers[local], false)) return true;
+      return false;
+    }
+    if (this.vs.anyServerFull()) return false;
+    this.queueDeadline = 0;
+    if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
+    else if (this.vs.fallbackResponse !== null) this.answerFallback(this.vs.fallbackResponse);
+    else this.fail('NO_SERVER');
+    return true;
   }
 
   // ---- client side (uWS callbacks) ----
@@ -91,13 +117,26 @@ export class Exchange implements UpstreamSink {
     if (this.ended) return;
     const size = chunk.byteLength;
     if (size > 0) {
+      this.bodyBytes += size;
+      const maxBody = this.vs.config.limits.max_body;
+      if (maxBody > 0 && this.bodyBytes > maxBody) {
+        this.fail('BODY_TOO_LARGE'); // a chunked body that outgrew the limit while streaming
+        return;
+      }
       const copy = Buffer.allocUnsafe(size);
       copy.set(new Uint8Array(chunk));
       this.vs.views.stats[this.vs.statBase + V.bytes_in] += size;
       if (this.server !== null) this.vs.views.stats[this.server.statBase + S.bytes_in] += size;
       if (this.replay !== null) {
         this.replayBytes += size;
-        if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);
+        if (this.connection === null) {
+          // Waiting for a server (queue): keep everything, but stop reading the client past the limit.
+          this.replay.push(copy);
+          if (this.replayBytes > REPLAY_LIMIT && !this.clientPaused) {
+            this.clientPaused = true;
+            this.res.pause();
+          }
+        } else if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);
         else this.replay = null;
       }
       if (this.connection !== null) {
@@ -108,6 +147,11 @@ export class Exchange implements UpstreamSink {
     }
     if (isLast) {
       this.bodyDone = true;
+      this.bodyDeadline = 0;
+    } else {
+      this.bodyDeadline = Date.now() + this.vs.config.timeouts.client_body_idle;
+    }
+    if (isLast) {
       if (this.request.chunked && this.connection !== null) this.connection.socket.write(LAST_CHUNK);
     }
   }
@@ -119,7 +163,7 @@ export class Exchange implements UpstreamSink {
     this.resDone = true;
     if (this.ended || alreadyDone) return;
     this.vs.views.stats[this.vs.statBase + V.client_aborts]++;
-    this.countError('CLIENT_ABORTED');
+    countError(this.vs, 'CLIENT_ABORTED');
     this.dropConnection();
     this.end();
   }
@@ -234,8 +278,17 @@ export class Exchange implements UpstreamSink {
     else this.res.cork(work);
   }
 
-  /** Sweep: enforce the server timeout while waiting for a response. */
+  /** Sweep: enforce the body, queue and server timeouts. */
   checkDeadline(now: number): void {
+    if (this.ended) return;
+    if (this.bodyDeadline !== 0 && now >= this.bodyDeadline) {
+      this.fail('BODY_TIMEOUT');
+      return;
+    }
+    if (this.queueDeadline !== 0 && now >= this.queueDeadline) {
+      this.fail('QUEUE_TIMEOUT');
+      return;
+    }
     if (this.deadline !== 0 && now >= this.deadline && !this.ended) {
       if (this.server) {
         this.vs.views.stats[this.server.statBase + S.failures]++;
@@ -248,9 +301,15 @@ export class Exchange implements UpstreamSink {
 
   // ---- internals ----
 
-  private sendTo(server: ServerRuntime, fresh: boolean): void {
+  /** Takes a place on `server` and writes the request; false when another thread filled its max_conns first. */
+  private sendTo(server: ServerRuntime, fresh: boolean): boolean {
+    const before = Atomics.add(this.vs.views.servers, server.inflightIndex, 1);
+    if (server.config.max_conns > 0 && before >= server.config.max_conns) {
+      Atomics.sub(this.vs.views.servers, server.inflightIndex, 1);
+      return false;
+    }
+    this.queueDeadline = 0;
     this.server = server;
-    Atomics.add(this.vs.views.servers, server.inflightIndex, 1);
     this.holdsServer = true;
     this.vs.views.stats[server.statBase + S.requests]++;
     const connection = fresh ? server.pool.connectFresh() : server.pool.acquire();
@@ -260,13 +319,19 @@ export class Exchange implements UpstreamSink {
     const socket = connection.socket;
     if (this.replayBytes === 0 && !this.request.chunked) {
       socket.write(this.request.head); // the common case: one write, no cork
-      return;
+      return true;
     }
     socket.cork();
     socket.write(this.request.head);
     if (this.replay !== null) for (const chunk of this.replay) this.writeBodyChunk(connection, chunk);
     if (this.bodyDone && this.request.chunked) socket.write(LAST_CHUNK);
     socket.uncork();
+    if (this.replayBytes > REPLAY_LIMIT) this.replay = null; // held only while waiting; too big to replay
+    if (this.clientPaused && socket.writableLength === 0 && !this.resDone) {
+      this.clientPaused = false;
+      this.res.resume();
+    }
+    return true;
   }
 
   private writeBodyChunk(connection: UpstreamConnection, chunk: Buffer): void {
@@ -352,6 +417,7 @@ export class Exchange implements UpstreamSink {
     if (!this.holdsServer) return;
     this.holdsServer = false;
     Atomics.sub(this.vs.views.servers, this.server!.inflightIndex, 1);
+    if (this.vs.queue.length > 0) this.vs.pumpQueue();
   }
 
   /** Destroys the server connection (never reused) and releases the server. */
@@ -364,32 +430,24 @@ export class Exchange implements UpstreamSink {
 
   /** Ends the request with carelb's own error response, or closes the client if it already began. */
   private fail(name: ErrorName, detail?: string): void {
-    this.countError(name);
     this.dropConnection();
     if (!this.resDone) {
       this.resDone = true;
       if (this.responding) {
         this.res.close(); // a partial response cannot be turned into an error: cut it so the client sees it was incomplete
       } else {
-        const error = ERRORS[name];
-        this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(error.status)]++;
-        const res = this.res;
-        const close = this.closeClient();
-        res.cork(() => {
-          res
-            .writeStatus(`${error.status} ${error.reason}`)
-            .writeHeader('content-type', 'text/plain; charset=utf-8')
-            .writeHeader('x-carelb-error', error.code)
-            .end(detail ? `${error.message}: ${detail}\n` : `${error.message}\n`, close);
-        });
+        respondError(this.vs, this.res, name, this.closeClient(), detail);
+        this.end();
+        return;
       }
     }
+    countError(this.vs, name);
     this.end();
   }
 
   /** `fallback:` local answer when no server is up (still counted as CLB_NO_SERVER). */
   private answerFallback(fallback: FallbackResponse): void {
-    this.countError('NO_SERVER');
+    countError(this.vs, 'NO_SERVER');
     this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(fallback.status)]++;
     this.resDone = true;
     const res = this.res;
@@ -402,14 +460,13 @@ export class Exchange implements UpstreamSink {
     this.end();
   }
 
-  private countError(name: ErrorName): void {
-    this.vs.views.stats[this.vs.errorBase + errorIndex(name)]++;
-  }
 
   private end(): void {
     if (this.ended) return;
     this.ended = true;
     this.deadline = 0;
+    this.bodyDeadline = 0;
+    this.queueDeadline = 0;
     this.tail = null;
     this.replay = null;
     this.vs.active.delete(this);

@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import type { AppOptions, HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Uws } from '../native';
 import { Exchange } from './exchange';
-import { copyRequest } from './request-head';
+import { copyRequest, type RequestInfo } from './request-head';
+import { countError, respondError } from './respond';
+import type { ErrorName } from '../errors';
 import type { ServiceRuntime } from './service';
 
 const textDecoder = new TextDecoder();
@@ -49,11 +51,47 @@ function sslOptions(cert: string, key: string, passphraseFile: string | undefine
 
 /** Proxies one request: called by uWS for every request of the service. */
 export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpRequest, closeAfter: boolean): void {
-  const request = copyRequest(req, clientAddress(res), vs.proto, vs.portText);
+  const peer = clientAddress(res);
+  let client = peer;
+  const trusted = vs.admission.trusts(peer);
+  if (trusted) {
+    // uWS always parses a PROXY v2 header; its address is believed only from trusted proxies.
+    const proxied = textDecoder.decode(res.getProxiedRemoteAddressAsText());
+    if (proxied !== '') client = proxied;
+  }
+  if (!vs.admission.admits(client)) {
+    if (vs.config.deny_action === 'close') {
+      countError(vs, 'FORBIDDEN');
+      res.close();
+    } else {
+      respondError(vs, res, 'FORBIDDEN', true);
+    }
+    return;
+  }
+  const request = copyRequest(req, client, vs.proto, vs.portText, trusted);
+  const refusal = checkLimits(vs, request);
+  if (refusal !== null) {
+    respondError(vs, res, refusal, true);
+    return;
+  }
+  const wait = vs.admission.rateWait(client);
+  if (wait > 0) {
+    respondError(vs, res, 'RATE_LIMITED', !(request.contentLength <= 0 && !request.chunked), undefined, [['retry-after', String(Math.ceil(wait / 1000))]]);
+    return;
+  }
   const exchange = new Exchange(vs, res, request, closeAfter);
   res.onAborted(() => exchange.onClientAborted());
   if (request.chunked || request.contentLength > 0) res.onData((chunk, isLast) => exchange.onClientData(chunk, isLast));
   exchange.start();
+}
+
+/** Request limits (431, 414, 413 for a declared length; a chunked body is checked as it streams). */
+function checkLimits(vs: ServiceRuntime, request: RequestInfo): ErrorName | null {
+  const limits = vs.config.limits;
+  if (request.headerCount > limits.header_count || request.headerBytes > limits.header_bytes) return 'HEADERS_TOO_LARGE';
+  if (request.target.length > limits.url_bytes) return 'URL_TOO_LONG';
+  if (limits.max_body > 0 && request.contentLength > limits.max_body) return 'BODY_TOO_LARGE';
+  return null;
 }
 
 /** `redirect_https`: 301 to the same URL on https, nothing forwarded. */

@@ -14,6 +14,8 @@ export interface ServeTask {
   shared: SharedArrayBuffer;
   shape: LayoutShape;
   plan: SlotPlan;
+  /** Per-client rate-limit buckets shared by all threads. */
+  rates: SharedArrayBuffer;
   port: MessagePort;
 }
 

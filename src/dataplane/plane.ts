@@ -10,6 +10,7 @@ import type { Uws } from '../native';
 import type { SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { Frontend } from './frontend';
+import type { RateTable } from '../state/rate-table';
 import { ServiceRuntime, type ThreadEvents } from './service';
 
 /**
@@ -31,6 +32,7 @@ export class DataPlane {
     private readonly views: SharedViews,
     private readonly thread: number,
     private readonly events: ThreadEvents,
+    private readonly rates: RateTable,
   ) {}
 
   /**
@@ -44,7 +46,7 @@ export class DataPlane {
     for (const [index, vsConfig] of config.virtual_services.entries()) {
       const old = this.frontends.get(vsConfig.name);
       const previousServers = old ? old.current.serversBySlot() : new Map();
-      const runtime = new ServiceRuntime(vsConfig, plan.vs[index], this.views, this.thread, this.events, previousServers);
+      const runtime = new ServiceRuntime(vsConfig, plan.vs[index], this.views, this.thread, this.events, this.rates, previousServers);
       if (old && Frontend.identity(old.current) === Frontend.identity(runtime)) {
         this.retire(old.current, runtime);
         old.current = runtime;

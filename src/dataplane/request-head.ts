@@ -42,6 +42,9 @@ export interface RequestInfo {
   chunked: boolean;
   /** The head to send to the server, ending with the blank line. */
   head: string;
+  /** Header lines and their bytes as received, for the limits. */
+  headerCount: number;
+  headerBytes: number;
 }
 
 // Per-thread scratch state for the header callback (one request is copied at a time).
@@ -51,9 +54,13 @@ let host = '';
 let lengthText = '';
 let transferEncoding = '';
 let connection = '';
+let headerCount = 0;
+let headerBytes = 0;
 
 /** One uWS header callback per field; the framing fields are kept aside, one pass over the head. */
 function collectHeader(name: string, value: string): void {
+  headerCount++;
+  headerBytes += name.length + value.length + 4;
   if (!HOP_BY_HOP.has(name)) {
     if (name === 'host') host = value;
     collected += `${name}: ${value}\r\n`;
@@ -93,7 +100,7 @@ function withoutNominated(lines: string, connectionValue: string): string {
  * Copies the request. `clientAddress` is appended to X-Forwarded-For; `proto` and `port` are
  * the virtual service's.
  */
-export function copyRequest(req: HttpRequest, clientAddress: string, proto: string, port: string): RequestInfo {
+export function copyRequest(req: HttpRequest, clientAddress: string, proto: string, port: string, trustForwarded: boolean): RequestInfo {
   const method = req.getCaseSensitiveMethod();
   const url = req.getUrl();
   const query = req.getQuery();
@@ -104,6 +111,8 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   lengthText = '';
   transferEncoding = '';
   connection = '';
+  headerCount = 0;
+  headerBytes = 0;
   req.forEach(collectHeader);
   if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') collected = withoutNominated(collected, connection);
   const chunked = transferEncoding !== '';
@@ -112,10 +121,12 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   if (chunked) framing = 'transfer-encoding: chunked\r\n';
   else if (contentLength > 0) framing = `content-length: ${contentLength}\r\n`;
   else if (method === 'POST' || method === 'PUT' || method === 'PATCH') framing = 'content-length: 0\r\n';
-  const xff = forwardedFor ? `${forwardedFor}, ${clientAddress}` : clientAddress;
+  // An X-Forwarded-For from the client is kept and extended only when it came through a
+  // trusted proxy; from anyone else it is replaced (it could be forged).
+  const xff = forwardedFor && trustForwarded ? `${forwardedFor}, ${clientAddress}` : clientAddress;
   const head =
     `${method} ${target} HTTP/1.1\r\n${collected}${framing}x-forwarded-for: ${xff}\r\n` +
     `x-forwarded-proto: ${proto}\r\nx-forwarded-host: ${host}\r\nx-forwarded-port: ${port}\r\n\r\n`;
   collected = '';
-  return { method, client: clientAddress, target, host, contentLength, chunked, head };
+  return { method, client: clientAddress, target, host, contentLength, chunked, head, headerCount, headerBytes };
 }

@@ -5,13 +5,15 @@
  */
 import { createBalancer, type Balancer } from '../balance';
 import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
-import { ADMIN_HALT, F_ADMIN, F_5XX_STREAK, F_FAIL_STREAK, F_HEALTH, F_INFLIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE, type SharedViews } from '../state/layout';
+import { ADMIN_HALT, ADMIN_ONLINE, F_WEIGHT, F_ADMIN, F_5XX_STREAK, F_FAIL_STREAK, F_HEALTH, F_INFLIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE, type SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
 import { backendTlsConfig, backendTlsOptions } from '../upstream/tls-options';
 import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Exchange } from './exchange';
+import { Admission } from './admission';
+import type { RateTable } from '../state/rate-table';
 import { proxyRequest, redirectToHttps } from './frontend';
 
 /** Whether a server's pooled connections can serve the reloaded config: same address and TLS settings. */
@@ -125,6 +127,10 @@ export class ServiceRuntime {
   /** Where requests go when no server is up: a fallback server, a local answer, or neither. */
   readonly fallbackServer: ServerRuntime | null = null;
   readonly fallbackResponse: FallbackResponse | null = null;
+  /** Exchanges of this thread waiting for a server below its max_conns (FIFO). */
+  readonly queue: Exchange[] = [];
+  /** Client address, access lists, rate limits. */
+  readonly admission: Admission;
   /** Exchanges not yet finished, for timeouts and shutdown. */
   readonly active = new Set<Exchange>();
   /** Set during shutdown: responses close their connection. */
@@ -136,6 +142,7 @@ export class ServiceRuntime {
     readonly views: SharedViews,
     readonly thread: number,
     readonly events: ThreadEvents,
+    rates: RateTable | null,
     /** Servers of the previous config by slot: kept (with their warm pools) when the address is unchanged. */
     previous: Map<number, ServerRuntime> = new Map(),
   ) {
@@ -147,11 +154,12 @@ export class ServiceRuntime {
       }
       return new ServerRuntime(server, local, slot, config, views, thread, events);
     });
+    this.admission = new Admission(config, rates);
     const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };
     this.balancer = createBalancer(config.balance, table, config.persistence, config.servers.map((s) => s.name));
     const fallback = config.fallback;
     if (fallback && 'server' in fallback && plan.fallbackSlot !== undefined) {
-      const fallbackConfig: ServerConfig = { name: `${config.name}-fallback`, address: fallback.server, weight: 1 };
+      const fallbackConfig: ServerConfig = { name: `${config.name}-fallback`, address: fallback.server, weight: 1, max_conns: 0 };
       this.fallbackServer = new ServerRuntime(fallbackConfig, -1, plan.fallbackSlot, config, views, thread, events);
     } else if (fallback && !('server' in fallback)) {
       this.fallbackResponse = {
@@ -173,6 +181,27 @@ export class ServiceRuntime {
     for (const server of this.servers) server.sweep(now);
     this.fallbackServer?.sweep(now);
     for (const exchange of this.active) exchange.checkDeadline(now);
+    if (this.queue.length > 0) this.pumpQueue();
+  }
+
+  /** Starts queued exchanges while servers have room (in order), dropping those that ended. */
+  pumpQueue(): void {
+    while (this.queue.length > 0) {
+      if (!this.queue[0].tryStart()) return;
+      this.queue.shift();
+    }
+  }
+
+  /** Whether a server could take requests but is at its max_conns (so waiting makes sense). */
+  anyServerFull(): boolean {
+    const slots = this.views.servers;
+    for (const server of this.servers) {
+      const max = server.config.max_conns;
+      if (max === 0) continue;
+      const at = server.slot * SLOT_STRIDE;
+      if (Atomics.load(slots, at + F_HEALTH) === HEALTH_UP && Atomics.load(slots, at + F_ADMIN) === ADMIN_ONLINE && Atomics.load(slots, at + F_WEIGHT) > 0 && Atomics.load(slots, at + F_INFLIGHT) >= max) return true;
+    }
+    return false;
   }
 
   /** Servers by slot, for the next config's runtime to carry over. */

@@ -13,6 +13,7 @@ import { loadNativeUws, type Uws } from '../native';
 import { mapShared } from '../state/layout';
 import type { FromThread, ServeTask, ToThread } from './messages';
 import { DataPlane } from './plane';
+import { RateTable } from '../state/rate-table';
 
 const SWEEP_INTERVAL_MS = 100;
 
@@ -32,7 +33,7 @@ export default async function serve(task: ServeTask): Promise<string> {
   const uws: Uws = loadNativeUws();
   const plane = new DataPlane(uws, mapShared(task.shared, task.shape), slot, {
     passiveDown: (serverSlot, reason) => send({ type: 'passive-down', slot, serverSlot, reason }),
-  });
+  }, new RateTable(task.rates));
   send({ type: 'started', slot, tid: threadId() });
 
   const sweep = setInterval(() => plane.sweep(Date.now()), SWEEP_INTERVAL_MS);

@@ -5,7 +5,7 @@
  * Primary only.
  */
 import type { Config } from '../config/schema';
-import { ADMIN_ONLINE, createShared, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_UP, type SharedViews } from '../state/layout';
+import { ADMIN_ONLINE, createShared, F_MAXCONN, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_UP, type SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { SERVER_STATS, VS_STATS } from '../state/stats';
 import { ERROR_NAMES } from '../errors';
@@ -34,6 +34,7 @@ export function applyPlan(views: SharedViews, config: Config, plan: SlotPlan, fr
   config.virtual_services.forEach((vs, v) => {
     vs.servers.forEach((server, s) => {
       Atomics.store(servers, layout.serverField(plan.vs[v].servers[s], F_WEIGHT), server.weight);
+      Atomics.store(servers, layout.serverField(plan.vs[v].servers[s], F_MAXCONN), server.max_conns);
     });
     const fallback = plan.vs[v].fallbackSlot;
     if (fallback !== undefined) Atomics.store(servers, layout.serverField(fallback, F_WEIGHT), 1);

@@ -13,6 +13,7 @@ import type { Logger } from '../observe/log';
 import type { SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { cpuForSlot, pinThread } from './pinning';
+import { createRateTable } from '../state/rate-table';
 
 interface Slot {
   port: MessagePort | null;
@@ -31,6 +32,7 @@ interface ReloadWaiter {
 
 export class Supervisor {
   private readonly pool: Piscina;
+  private readonly rates = createRateTable();
   private readonly slots: Slot[] = [];
   private stopping = false;
   /** Set by the primary: a thread's passive detection marked a server down. */
@@ -123,7 +125,7 @@ export class Supervisor {
     this.slots[slot].port = port1;
     this.slots[slot].listening = false;
     port1.on('message', (message: FromThread) => this.onThreadMessage(message));
-    const task: ServeTask = { slot, config: this.config, plan: this.plan, shared: this.shared.buffer, shape: this.shared.layout.shape, port: port2 };
+    const task: ServeTask = { slot, config: this.config, plan: this.plan, shared: this.shared.buffer, shape: this.shared.layout.shape, rates: this.rates, port: port2 };
     this.slots[slot].task = this.pool.run(task, { transferList: [port2] as never }).then(
       () => port1.close(),
       (error: Error) => {

@@ -24,6 +24,8 @@ export const F_WEIGHT = 3;
 export const F_FAIL_STREAK = 4;
 /** Consecutive 5xx responses seen by any thread: passive detection. */
 export const F_5XX_STREAK = 5;
+/** max_conns of the server (0 = none): the balancer skips a server at its limit. */
+export const F_MAXCONN = 6;
 
 export const HEALTH_DOWN = 0;
 export const HEALTH_UP = 1;

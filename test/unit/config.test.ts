@@ -19,7 +19,8 @@ test('a minimal config gets every default with its unit converted', () => {
   assert.equal(result.config.pin_workers, true);
   assert.equal(result.config.shutdown_grace, 10_000);
   assert.equal(vs.balance, 'leastconn');
-  assert.deepEqual(vs.timeouts, { connect: 5000, server: 60_000, upstream_idle: 4000 });
+  assert.deepEqual(vs.timeouts, { connect: 5000, server: 60_000, upstream_idle: 4000, client_body_idle: 30_000, queue: 5000 });
+  assert.deepEqual(vs.limits, { header_bytes: 16 * 1024, header_count: 40, url_bytes: 8 * 1024, max_body: 0 });
   assert.deepEqual(vs.listen, { host: '0.0.0.0', port: 8080 });
   assert.equal(vs.servers[0].weight, 1);
   assert.ok(Object.isFrozen(result.config.virtual_services[0].servers[0]));

@@ -1,0 +1,29 @@
+/**
+ * carelb's own error answers, from the one error catalogue: status, a short text body, the
+ * `x-carelb-error` code header; counted per virtual service. Used before an exchange exists
+ * (limits, access control, rate limits) and by exchanges that fail.
+ */
+import type { HttpResponse } from 'uWebSockets.js';
+import { ERRORS, errorIndex, type ErrorName } from '../errors';
+import { statusClassOffset, V } from '../state/stats';
+import type { ServiceRuntime } from './service';
+
+/** Counts `name` for the service (also for failures that send nothing, such as a client abort). */
+export function countError(vs: ServiceRuntime, name: ErrorName): void {
+  vs.views.stats[vs.errorBase + errorIndex(name)]++;
+}
+
+/**
+ * Answers with error `name`. `close`: close the connection after it (a request whose body was
+ * not read, or a limit that makes the rest of the connection untrustworthy).
+ */
+export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, close: boolean, detail?: string, headers?: [string, string][]): void {
+  const error = ERRORS[name];
+  countError(vs, name);
+  vs.views.stats[vs.statBase + V.responses_1xx + statusClassOffset(error.status)]++;
+  res.cork(() => {
+    res.writeStatus(`${error.status} ${error.reason}`).writeHeader('content-type', 'text/plain; charset=utf-8').writeHeader('x-carelb-error', error.code);
+    if (headers) for (const [key, value] of headers) res.writeHeader(key, value);
+    res.end(detail ? `${error.message}: ${detail}\n` : `${error.message}\n`, close);
+  });
+}

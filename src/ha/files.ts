@@ -1,0 +1,85 @@
+/**
+ * The files a config refers to, for config sync (issue 8): certificates, keys, CA bundles,
+ * passphrase files and fallback bodies travel with the config to the peer; nothing else does.
+ * Node-specific files (the admin token, the peer's token, the VRRP secret) are never synced:
+ * each node keeps its own. Pure functions, no I/O.
+ */
+import { isAbsolute, normalize } from 'node:path';
+import type { BackendTlsConfig, Config } from '../config/schema';
+
+export type ReferencedKind = 'certificate' | 'key' | 'passphrase' | 'ca' | 'body';
+
+export interface ReferencedFile {
+  path: string;
+  kind: ReferencedKind;
+  /** Where the config names it, e.g. `virtual_services[0].tls.key`. */
+  where: string;
+}
+
+/** Every file the config's virtual services read (TLS material and fallback bodies), first mention kept. */
+export function referencedFiles(config: Config): ReferencedFile[] {
+  const found = new Map<string, ReferencedFile>();
+  const add = (path: string | undefined, kind: ReferencedKind, where: string) => {
+    if (path !== undefined && !found.has(path)) found.set(path, { path, kind, where });
+  };
+  const backend = (tls: BackendTlsConfig | undefined, base: string) => {
+    if (!tls) return;
+    add(tls.ca, 'ca', `${base}.ca`);
+    add(tls.cert, 'certificate', `${base}.cert`);
+    add(tls.key, 'key', `${base}.key`);
+  };
+  config.virtual_services.forEach((vs, v) => {
+    const base = `virtual_services[${v}]`;
+    if (vs.tls) {
+      add(vs.tls.cert, 'certificate', `${base}.tls.cert`);
+      add(vs.tls.key, 'key', `${base}.tls.key`);
+      add(vs.tls.passphrase_file, 'passphrase', `${base}.tls.passphrase_file`);
+      vs.tls.sni.forEach((entry, i) => {
+        add(entry.cert, 'certificate', `${base}.tls.sni[${i}].cert`);
+        add(entry.key, 'key', `${base}.tls.sni[${i}].key`);
+        add(entry.passphrase_file, 'passphrase', `${base}.tls.sni[${i}].passphrase_file`);
+      });
+    }
+    backend(vs.backend_tls, `${base}.backend_tls`);
+    vs.servers.forEach((server, s) => backend(server.backend_tls, `${base}.servers[${s}].backend_tls`));
+    if (vs.fallback && 'body_file' in vs.fallback) add(vs.fallback.body_file, 'body', `${base}.fallback.body_file`);
+  });
+  return [...found.values()];
+}
+
+/**
+ * Why a path may not be written by a sync, or null when it may: it must be absolute, already
+ * normalized (no `.`/`..` segments, no doubled or trailing slashes) and contain no NUL.
+ */
+export function unsafePathReason(path: string): string | null {
+  if (typeof path !== 'string' || path.length === 0) return 'is empty';
+  if (path.includes('\0')) return 'contains a NUL byte';
+  if (!isAbsolute(path)) return 'is not an absolute path';
+  if (path.split('/').some((part) => part === '..' || part === '.')) return 'contains a "." or ".." segment';
+  if (normalize(path) !== path || path.endsWith('/')) return 'is not a normalized path';
+  return null;
+}
+
+/** Returns the same config with every referenced file path replaced through `map` (paths not in it unchanged). */
+export function withFilePaths(config: Config, map: ReadonlyMap<string, string>): Config {
+  const swap = (path: string | undefined) => (path === undefined ? undefined : (map.get(path) ?? path));
+  const backend = (tls: BackendTlsConfig | undefined) => (tls ? { ...tls, ca: swap(tls.ca), cert: swap(tls.cert), key: swap(tls.key) } : undefined);
+  return {
+    ...config,
+    virtual_services: config.virtual_services.map((vs) => ({
+      ...vs,
+      tls: vs.tls
+        ? {
+            ...vs.tls,
+            cert: swap(vs.tls.cert)!,
+            key: swap(vs.tls.key)!,
+            passphrase_file: swap(vs.tls.passphrase_file),
+            sni: vs.tls.sni.map((entry) => ({ ...entry, cert: swap(entry.cert)!, key: swap(entry.key)!, passphrase_file: swap(entry.passphrase_file) })),
+          }
+        : undefined,
+      backend_tls: backend(vs.backend_tls),
+      servers: vs.servers.map((server) => ({ ...server, backend_tls: backend(server.backend_tls) })),
+      fallback: vs.fallback && 'body_file' in vs.fallback ? { ...vs.fallback, body_file: swap(vs.fallback.body_file) } : vs.fallback,
+    })),
+  } as Config;
+}

@@ -1,0 +1,183 @@
+/**
+ * Hardening at the front: request limits, stalled bodies, access lists, trusted proxies and
+ * X-Forwarded-For, per-client rate limits across threads, server connection limits with a
+ * queue, and uWS's own slowloris guard. Raw bytes where framing matters; every rejected request
+ * is checked to have reached no server.
+ */
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { startBackend, type Handler, type TestBackend } from '../helpers/backend';
+import { eventually, startInProcess, type InProcess } from '../helpers/carelb';
+import { rawExchange, request, requestMany } from '../helpers/client';
+import { freePort } from '../helpers/ports';
+
+async function setup(t: TestContext, extra: Record<string, unknown>, handler?: Handler, workers = 1): Promise<InProcess & { port: number; api: TestBackend }> {
+  const api = await startBackend('api', handler);
+  t.after(() => api.close());
+  const port = await freePort();
+  const lb = await startInProcess(t, {
+    workers,
+    pin_workers: false,
+    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'api', address: api.address, ...((extra.server as object) ?? {}) }], ...omit(extra, 'server') }],
+  });
+  return { ...lb, port, api };
+}
+
+function omit(object: Record<string, unknown>, key: string): Record<string, unknown> {
+  const copy = { ...object };
+  delete copy[key];
+  return copy;
+}
+
+/** A PROXY protocol v2 header saying the connection came from `source` (IPv4). */
+function proxyV2(source: string): Buffer {
+  const [a, b, c, d] = source.split('.').map(Number);
+  return Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c, a, b, c, d, 127, 0, 0, 1, 0x30, 0x39, 0x1f, 0x90]);
+}
+
+test('too many or too large request headers get 431, a long URL 414, a declared body over max_body 413, each closing the connection', async (t) => {
+  const lb = await setup(t, { limits: { header_count: 10, header_bytes: '1k', url_bytes: 100, max_body: 1000 } });
+  const manyHeaders = Array.from({ length: 11 }, (_v, i) => `X-H${i}: v\r\n`).join('');
+  const cases: [string, number][] = [
+    [`GET / HTTP/1.1\r\nHost: a\r\n${manyHeaders}\r\n`, 431],
+    [`GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(1100)}\r\n\r\n`, 431],
+    [`GET /${'u'.repeat(120)} HTTP/1.1\r\nHost: a\r\n\r\n`, 414],
+    [`POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n${'x'.repeat(100)}`, 413],
+  ];
+  for (const [bytes, status] of cases) {
+    const { text, closed } = await rawExchange(lb.port, bytes, 2000);
+    assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `), bytes.slice(0, 40));
+    assert.equal(closed, true, `connection closed after ${status}`);
+  }
+  assert.equal(lb.api.seen.length, 0, 'nothing reached the server');
+  const errors = lb.status()[0].errors;
+  assert.equal(errors.HEADERS_TOO_LARGE, 2);
+  assert.equal(errors.URL_TOO_LONG, 1);
+  assert.equal(errors.BODY_TOO_LARGE, 1);
+  assert.equal((await request(lb.port)).status, 200, 'normal requests still pass');
+});
+
+test('a chunked body that grows past max_body while streaming gets 413 and the server connection is dropped', async (t) => {
+  const lb = await setup(t, { limits: { max_body: '10k' } });
+  const reply = await new Promise<{ status: number; code: string }>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: lb.port, method: 'POST', path: '/upload', agent: false }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode!, code: String(res.headers['x-carelb-error']) });
+    });
+    req.on('error', reject);
+    for (let i = 0; i < 20; i++) req.write(Buffer.alloc(1024, 'c'));
+    req.end();
+  });
+  assert.equal(reply.status, 413);
+  assert.equal(reply.code, 'CLB_BODY_TOO_LARGE');
+  await eventually(() => lb.status()[0].servers[0].active === 0, 5000, 'server released');
+});
+
+test('a request body that stalls longer than client_body_idle is aborted and the server connection freed', async (t) => {
+  let serverSawClose = false;
+  const lb = await setup(t, { timeouts: { client_body_idle: '300ms' } }, (req) => req.socket.on('close', () => (serverSawClose = true)));
+  lb.api.server.prependListener('request', (req: http.IncomingMessage) => req.socket.on('close', () => (serverSawClose = true)));
+  const result = await rawExchange(lb.port, 'POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly a little', 3000);
+  assert.match(result.text, /^HTTP\/1\.1 408 /);
+  assert.equal(result.closed, true);
+  await eventually(() => serverSawClose, 5000, 'server connection closed');
+  assert.equal(lb.status()[0].servers[0].active, 0);
+});
+
+test('deny and allow lists refuse clients with 403, or by closing the connection', async (t) => {
+  const denied = await setup(t, { deny: ['127.0.0.0/8'] });
+  const reply = await request(denied.port);
+  assert.equal(reply.status, 403);
+  assert.equal(reply.headers['x-carelb-error'], 'CLB_FORBIDDEN');
+  const notAllowed = await setup(t, { allow: ['10.0.0.0/8', '::1/128'], deny_action: 'close' });
+  const raw = await rawExchange(notAllowed.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n', 2000);
+  assert.equal(raw.text, '');
+  assert.equal(raw.closed, true);
+  const allowed = await setup(t, { allow: ['127.0.0.1/32'] });
+  assert.equal((await request(allowed.port)).status, 200);
+  assert.equal(denied.api.seen.length + notAllowed.api.seen.length, 0);
+});
+
+test('a PROXY header and X-Forwarded-For are believed only from trusted proxies', async (t) => {
+  const untrusted = await setup(t, {});
+  await rawExchange(untrusted.port, Buffer.concat([proxyV2('203.0.113.50'), Buffer.from('GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n')]));
+  assert.equal(untrusted.api.seen[0].headers['x-forwarded-for'], '127.0.0.1', 'spoofed PROXY address and XFF ignored');
+  const trusted = await setup(t, { trusted_proxies: ['127.0.0.1/32'], deny: ['192.0.2.0/24'] });
+  await rawExchange(trusted.port, Buffer.concat([proxyV2('203.0.113.50'), Buffer.from('GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n')]));
+  assert.equal(trusted.api.seen[0].headers['x-forwarded-for'], '198.51.100.1, 203.0.113.50');
+  // The proxied address is the one access lists see.
+  const refused = await rawExchange(trusted.port, Buffer.concat([proxyV2('192.0.2.9'), Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n')]));
+  assert.match(refused.text, /^HTTP\/1\.1 403 /);
+});
+
+test('rate_limit gives 429 with Retry-After past the burst, counted across threads, per client address', async (t) => {
+  const lb = await setup(t, { trusted_proxies: ['127.0.0.1/32'], rate_limit: { requests: 5, per: '10s', burst: 10 } }, undefined, 2);
+  // New connections land on either thread: the bucket is shared.
+  const replies = await requestMany(20, 4, () => request(lb.port));
+  const ok = replies.filter((r) => r.status === 200).length;
+  const limited = replies.filter((r) => r.status === 429);
+  assert.equal(ok, 10, 'exactly the burst passes');
+  assert.equal(limited.length, 10);
+  assert.equal(limited[0].headers['x-carelb-error'], 'CLB_RATE_LIMITED');
+  assert.ok(Number(limited[0].headers['retry-after']) >= 1);
+  // Another client address (through the trusted proxy) has its own bucket.
+  const other = await rawExchange(lb.port, Buffer.concat([proxyV2('203.0.113.77'), Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n')]));
+  assert.match(other.text, /^HTTP\/1\.1 200 /);
+});
+
+test('a flood of distinct client addresses cannot exhaust the rate-limit table', async (t) => {
+  const lb = await setup(t, { trusted_proxies: ['127.0.0.1/32'], rate_limit: { requests: 1, per: '60s', burst: 1 } });
+  const rssBefore = process.memoryUsage().rss;
+  const sources = Array.from({ length: 3000 }, (_v, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+  const replies = await requestMany(sources.length, 32, async (i) => {
+    const { text } = await rawExchange(lb.port, Buffer.concat([proxyV2(sources[i]), Buffer.from('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')]), 1000);
+    return { status: Number(text.slice(9, 12)), headers: {}, body: Buffer.alloc(0) };
+  });
+  assert.ok(replies.every((r) => r.status === 200), 'each new address gets its first request');
+  const again = await rawExchange(lb.port, Buffer.concat([proxyV2(sources[sources.length - 1]), Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n')]));
+  assert.match(again.text, /^HTTP\/1\.1 429 /, 'a recent client is still limited');
+  t.diagnostic(`test process RSS grew ${((process.memoryUsage().rss - rssBefore) / 1048576).toFixed(1)} MiB over 3000 addresses (fixed 1 MiB table)`);
+});
+
+test('max_conns caps concurrent requests per server; others wait in the queue, and overflow or timeout gives 503', async (t) => {
+  let inFlight = 0;
+  let peak = 0;
+  const slow: Handler = (_req, res) => {
+    peak = Math.max(peak, ++inFlight);
+    setTimeout(() => {
+      inFlight--;
+      res.end('done');
+    }, 100);
+  };
+  const lb = await setup(t, { server: { max_conns: 2 }, max_queue: 100, timeouts: { queue: '5s' } }, slow, 2);
+  const replies = await requestMany(12, 12, () => request(lb.port));
+  assert.ok(replies.every((r) => r.status === 200), replies.map((r) => r.status).join(','));
+  assert.equal(peak, 2, 'never more than max_conns at the server');
+  const tight = await setup(t, { server: { max_conns: 1 }, max_queue: 1, timeouts: { queue: '150ms' } }, slow);
+  const burst = await requestMany(6, 6, () => request(tight.port));
+  const codes = burst.map((r) => String(r.headers['x-carelb-error'] ?? r.status)).sort();
+  assert.ok(codes.includes('CLB_QUEUE_FULL'), codes.join(','));
+  assert.ok(codes.includes('200'));
+});
+
+test('uWS closes a request head that trickles in (slowloris) about 10-12 s after it began; nothing is forwarded', async (t) => {
+  const lb = await setup(t, {});
+  const started = Date.now();
+  const closedAfter = await new Promise<number>((resolve, reject) => {
+    const socket = net.connect(lb.port, '127.0.0.1');
+    const trickle = setInterval(() => socket.write('X'), 2000);
+    t.after(() => clearInterval(trickle));
+    socket.write('GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ');
+    socket.on('close', () => {
+      clearInterval(trickle);
+      resolve(Date.now() - started);
+    });
+    socket.on('error', () => {});
+    setTimeout(() => reject(new Error('not closed within 20 s')), 20_000).unref();
+  });
+  t.diagnostic(`closed after ${closedAfter} ms`);
+  assert.ok(closedAfter < 20_000);
+  assert.equal(lb.api.seen.length, 0);
+});

@@ -287,6 +287,10 @@ export const configSchema = z
     /** On SIGTERM/SIGINT, in-flight requests get this long to finish. */
     shutdown_grace: duration.default('10s'),
     virtual_services: z.array(virtualService).min(1, 'needs at least one virtual service'),
+    /** One JSON line per request: off, stdout, or { path: FILE }. Written in batches, off the request path. */
+    access_log: z.union([z.enum(['off', 'stdout']), z.object({ path: file }).strict()]).default('off'),
+    /** Log query strings too. Off by default: they can carry patient identifiers. */
+    log_query: z.boolean().default(false),
     /** High-availability pair: rendered into a keepalived config (`carelb ha render`). */
     ha: z
       .object({

@@ -55,6 +55,13 @@ export class Exchange implements UpstreamSink {
   private bodyOffset = 0;
   private readonly bodyless: boolean;
   deadline = 0;
+  private readonly startedAt = performance.now();
+  private sentAt = 0;
+  private headAt = 0;
+  /** Status the client got (0: none, the connection was cut). */
+  private status = 0;
+  private errorCode: string | null = null;
+  private bytesOut = 0;
   /** While the request body is expected: when it is considered stalled. */
   private bodyDeadline = 0;
   private bodyBytes = 0;
@@ -162,6 +169,7 @@ export class Exchange implements UpstreamSink {
     const alreadyDone = this.resDone;
     this.resDone = true;
     if (this.ended || alreadyDone) return;
+    this.errorCode = ERRORS.CLIENT_ABORTED.code;
     this.vs.views.stats[this.vs.statBase + V.client_aborts]++;
     countError(this.vs, 'CLIENT_ABORTED');
     this.dropConnection();
@@ -176,6 +184,8 @@ export class Exchange implements UpstreamSink {
 
   onResponseHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void {
     this.replay = null; // the server has answered: no replay from here on
+    this.headAt = performance.now();
+    this.status = status;
     if (this.resDone) return;
     this.deadline = Date.now() + this.vs.config.timeouts.server;
     this.responding = true;
@@ -208,6 +218,7 @@ export class Exchange implements UpstreamSink {
   onResponseBody(chunk: Buffer): void {
     if (this.resDone && this.tail === null) return;
     const size = chunk.length;
+    this.bytesOut += size;
     this.deadline = Date.now() + this.vs.config.timeouts.server;
     this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
     if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
@@ -311,6 +322,7 @@ export class Exchange implements UpstreamSink {
     this.queueDeadline = 0;
     this.server = server;
     this.holdsServer = true;
+    this.sentAt = performance.now();
     this.vs.views.stats[server.statBase + S.requests]++;
     const connection = fresh ? server.pool.connectFresh() : server.pool.acquire();
     this.connection = connection;
@@ -430,12 +442,14 @@ export class Exchange implements UpstreamSink {
 
   /** Ends the request with carelb's own error response, or closes the client if it already began. */
   private fail(name: ErrorName, detail?: string): void {
+    this.errorCode = ERRORS[name].code;
     this.dropConnection();
     if (!this.resDone) {
       this.resDone = true;
       if (this.responding) {
         this.res.close(); // a partial response cannot be turned into an error: cut it so the client sees it was incomplete
       } else {
+        this.status = ERRORS[name].status;
         respondError(this.vs, this.res, name, this.closeClient(), detail);
         this.end();
         return;
@@ -447,6 +461,8 @@ export class Exchange implements UpstreamSink {
 
   /** `fallback:` local answer when no server is up (still counted as CLB_NO_SERVER). */
   private answerFallback(fallback: FallbackResponse): void {
+    this.status = fallback.status;
+    this.errorCode = ERRORS.NO_SERVER.code;
     countError(this.vs, 'NO_SERVER');
     this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(fallback.status)]++;
     this.resDone = true;
@@ -471,5 +487,28 @@ export class Exchange implements UpstreamSink {
     this.replay = null;
     this.vs.active.delete(this);
     this.vs.onExchangeEnded();
+    this.observe();
+  }
+
+  /** Latency for the server's histogram, and the access-log line when enabled. */
+  private observe(): void {
+    const observer = this.vs.events.observer;
+    const now = performance.now();
+    if (this.server !== null && this.headAt !== 0) observer.recordLatency(this.server.slot, (now - this.startedAt) * 1000);
+    if (!observer.accessLogOn) return;
+    observer.accessLog({
+      vs: this.vs.config.name,
+      server: this.server === null ? null : this.server.config.name,
+      client: this.request.client,
+      method: this.request.method,
+      target: this.request.target,
+      status: this.status,
+      bytesIn: this.bodyBytes,
+      bytesOut: this.bytesOut,
+      totalMs: now - this.startedAt,
+      upstreamMs: this.headAt === 0 || this.sentAt === 0 ? null : this.headAt - this.sentAt,
+      error: this.errorCode,
+      tls: this.vs.proto === 'https',
+    });
   }
 }

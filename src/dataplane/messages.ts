@@ -6,6 +6,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/schema';
 import type { LayoutShape } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
+import type { ObserveBatch } from './observe';
 
 export interface ServeTask {
   /** Thread slot: index of this thread's statistics region, and its CPU when pinning. */
@@ -31,6 +32,8 @@ export type FromThread =
   | { type: 'listening'; slot: number }
   | { type: 'listen-failed'; slot: number; service: string; address: string }
   | { type: 'crashed'; slot: number; error: string }
+  /** Latency histograms and access-log lines of the last interval. */
+  | { type: 'observe'; slot: number; batch: ObserveBatch }
   /** Passive detection marked server `serverSlot` down. */
   | { type: 'passive-down'; slot: number; serverSlot: number; reason: string }
   /** `failed`: virtual services whose new listener could not be opened. */

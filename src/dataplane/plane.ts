@@ -40,6 +40,8 @@ export class DataPlane {
    * The first call opens everything.
    */
   async apply(config: Config, plan: SlotPlan): Promise<string[]> {
+    this.events.observer.accessLogOn = config.access_log !== 'off';
+    this.events.observer.logQuery = config.log_query;
     const failed: string[] = [];
     const next = new Map<string, Frontend>();
     const opened: Frontend[] = [];

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Exchange } from './exchange';
 import { Admission } from './admission';
+import type { ThreadObserver } from './observe';
 import type { RateTable } from '../state/rate-table';
 import { proxyRequest, redirectToHttps } from './frontend';
 
@@ -28,6 +29,8 @@ function sameConnectionTarget(old: ServerRuntime, server: ServerConfig, vs: Virt
 /** What a thread tells the primary about its servers (not per request: only on state changes). */
 export interface ThreadEvents {
   passiveDown(slot: number, reason: string): void;
+  /** Latency histograms and access-log batches of this thread. */
+  readonly observer: ThreadObserver;
 }
 
 export class ServerRuntime {

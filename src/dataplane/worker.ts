@@ -13,6 +13,7 @@ import { loadNativeUws, type Uws } from '../native';
 import { mapShared } from '../state/layout';
 import type { FromThread, ServeTask, ToThread } from './messages';
 import { DataPlane } from './plane';
+import { ThreadObserver } from './observe';
 import { RateTable } from '../state/rate-table';
 
 const SWEEP_INTERVAL_MS = 100;
@@ -31,8 +32,10 @@ export default async function serve(task: ServeTask): Promise<string> {
   const { slot, port } = task;
   const send = (message: FromThread) => port.postMessage(message);
   const uws: Uws = loadNativeUws();
+  const observer = new ThreadObserver((batch) => send({ type: 'observe', slot, batch }));
   const plane = new DataPlane(uws, mapShared(task.shared, task.shape), slot, {
     passiveDown: (serverSlot, reason) => send({ type: 'passive-down', slot, serverSlot, reason }),
+    observer,
   }, new RateTable(task.rates));
   send({ type: 'started', slot, tid: threadId() });
 
@@ -42,6 +45,7 @@ export default async function serve(task: ServeTask): Promise<string> {
 
   const closeSockets = () => {
     clearInterval(sweep);
+    observer.close();
     plane.closeAll();
   };
 

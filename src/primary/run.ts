@@ -17,6 +17,8 @@ import { SlotAllocator } from './slots';
 import { snapshot, type ServerStatus, type ServiceStatus } from './status';
 import { startAdminServer, type AdminServer } from '../admin/server';
 import { SlowStart } from './slow-start';
+import { AccessLogSink } from '../observe/access-log';
+import { LatencyBook } from '../observe/latency';
 import { Supervisor } from './supervisor';
 import { HealthMonitor } from '../health/monitor';
 import { backendTlsOptions } from '../upstream/tls-options';
@@ -94,6 +96,13 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   });
   health.update(initial, planned.plan);
   supervisor.onPassiveDown = (slot, reason) => health.markDown(slot, reason);
+  const latency = new LatencyBook();
+  const accessLog = new AccessLogSink();
+  accessLog.configure(initial);
+  supervisor.onObserve = (batch) => {
+    if (batch.latency) latency.add(batch.latency);
+    if (batch.lines) accessLog.write(batch.lines);
+  };
   const startedAt = Date.now();
   let configHash = hashOf(initial, options.configText);
   log.info({
@@ -138,6 +147,8 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     checkFiles(config, next.plan, log);
     applyPlan(shared, config, next.plan, next.freshServers, next.freshVs);
     health.update(config, next.plan);
+    for (const slot of next.freshServers) latency.forget(slot);
+    accessLog.configure(config);
     const failed = await supervisor.reload(config, next.plan);
     configHash = hashOf(config, text);
     if (failed.length > 0) {
@@ -165,7 +176,13 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     configHash: () => configHash,
     status,
     lastCheck: (vsName, serverName) => health.lastCheck(vsName, serverName),
-    latency: () => null,
+    latency(vsName, serverName) {
+      const v = supervisor.config.virtual_services.findIndex((vs) => vs.name === vsName);
+      if (v === -1) return null;
+      const servers = supervisor.config.virtual_services[v].servers;
+      const slots = supervisor.plan.vs[v].servers.filter((_slot, s) => serverName === null || servers[s].name === serverName);
+      return slots.length === 0 ? null : latency.recent(slots);
+    },
     setAdminState(vsName, serverName, state): ServerStatus | null {
       const found = findServer(vsName, serverName);
       if (!found) return null;
@@ -190,6 +207,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       slowStart.stop();
       await health.stop();
       await supervisor.stop(supervisor.config.shutdown_grace);
+      accessLog.close();
       await options.onStopped?.();
       log.info('stopped');
     })());

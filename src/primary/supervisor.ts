@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import type { Config } from '../config/schema';
 import type { FromThread, ServeTask, ToThread } from '../dataplane/messages';
+import type { ObserveBatch } from '../dataplane/observe';
 import type { Logger } from '../observe/log';
 import type { SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
@@ -35,6 +36,8 @@ export class Supervisor {
   private readonly rates = createRateTable();
   private readonly slots: Slot[] = [];
   private stopping = false;
+  /** Set by the primary: latency histograms and access-log lines from a thread. */
+  onObserve: (batch: ObserveBatch) => void = () => {};
   /** Set by the primary: a thread's passive detection marked a server down. */
   onPassiveDown: (serverSlot: number, reason: string) => void = () => {};
   /** Threads replaced after dying. */
@@ -125,9 +128,12 @@ export class Supervisor {
     this.slots[slot].port = port1;
     this.slots[slot].listening = false;
     port1.on('message', (message: FromThread) => this.onThreadMessage(message));
+    // The thread closes its end last: by then every message it sent (final statistics and
+    // access-log lines) has been delivered here.
+    const drained = new Promise<void>((resolve) => port1.once('close', () => resolve()));
     const task: ServeTask = { slot, config: this.config, plan: this.plan, shared: this.shared.buffer, shape: this.shared.layout.shape, rates: this.rates, port: port2 };
     this.slots[slot].task = this.pool.run(task, { transferList: [port2] as never }).then(
-      () => port1.close(),
+      () => Promise.race([drained, new Promise((resolve) => setTimeout(resolve, 2000).unref())]).then(() => port1.close()),
       (error: Error) => {
         port1.close();
         if (this.stopping) return;
@@ -157,6 +163,9 @@ export class Supervisor {
         break;
       case 'listen-failed':
         this.readyWaiters?.reject(new Error(`virtual service ${message.service}: cannot listen on ${message.address} (address in use or not available)`));
+        break;
+      case 'observe':
+        this.onObserve(message.batch);
         break;
       case 'passive-down':
         this.log.warn({ slot: message.serverSlot, reason: message.reason }, 'passive detection marked a server down');

@@ -69,6 +69,10 @@ export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpReq
     return;
   }
   const request = copyRequest(req, client, vs.proto, vs.portText, trusted);
+  if (request.invalid !== '') {
+    respondError(vs, res, 'BAD_REQUEST', true, request.invalid);
+    return;
+  }
   const refusal = checkLimits(vs, request);
   if (refusal !== null) {
     respondError(vs, res, refusal, true);

@@ -42,6 +42,8 @@ export interface RequestInfo {
   chunked: boolean;
   /** The head to send to the server, ending with the blank line. */
   head: string;
+  /** Why the request must be refused with 400 (RFC 9112 framing, RFC 9110 syntax), or ''. */
+  invalid: string;
   /** Header lines and their bytes as received, for the limits. */
   headerCount: number;
   headerBytes: number;
@@ -56,13 +58,33 @@ let transferEncoding = '';
 let connection = '';
 let headerCount = 0;
 let headerBytes = 0;
+let lengthFields = 0;
+let lengthConflict = false;
+let encodingFields = 0;
+let hostFields = 0;
+let malformed = '';
+
+/** RFC 9110 §5.6.2 token (uWS lowercases names, so no capitals here). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** Control characters other than HTAB are not allowed in field values (RFC 9110 §5.5). */
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** Names already checked: they repeat from request to request, a Set lookup is cheaper than the regex. */
+const knownNames = new Set<string>();
 
 /** One uWS header callback per field; the framing fields are kept aside, one pass over the head. */
 function collectHeader(name: string, value: string): void {
   headerCount++;
   headerBytes += name.length + value.length + 4;
+  if (!knownNames.has(name)) {
+    if (!TOKEN.test(name)) malformed = `invalid header name ${JSON.stringify(name)}`;
+    else if (knownNames.size < 4096) knownNames.add(name);
+  }
+  if (value.length > 0 && BAD_VALUE.test(value)) malformed = `control character in header ${name}`;
   if (!HOP_BY_HOP.has(name)) {
-    if (name === 'host') host = value;
+    if (name === 'host') {
+      host = value;
+      hostFields++;
+    }
     collected += `${name}: ${value}\r\n`;
     return;
   }
@@ -71,15 +93,41 @@ function collectHeader(name: string, value: string): void {
       forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
       break;
     case 'content-length':
+      // RFC 9110 §8.6: identical repeated values may be taken as one; differing ones are an error.
+      if (lengthFields > 0 && value !== lengthText) lengthConflict = true;
       lengthText = value;
+      lengthFields++;
       break;
     case 'transfer-encoding':
       transferEncoding = value;
+      encodingFields++;
       break;
     case 'connection':
       connection = connection ? `${connection}, ${value}` : value;
       break;
   }
+}
+
+const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Origin-form target: visible ASCII, no fragment (RFC 9112 §3.2). */
+const BAD_TARGET = /[^\x21-\x7e]|#/;
+
+/**
+ * Request framing a server could read differently from carelb (RFC 9112 §6, request
+ * smuggling): several Content-Length or Transfer-Encoding fields, a Content-Length that is not
+ * plain digits, a transfer coding other than exactly `chunked`, several Host fields; and a
+ * method or target that is not valid syntax. uWS has parsed the request already and rejects
+ * CL + TE together itself.
+ */
+function framingProblem(method: string, target: string, length: string, encoding: string): string {
+  if (lengthConflict) return 'differing Content-Length fields';
+  if (lengthFields === 1 && !/^\d{1,15}$/.test(length)) return 'invalid Content-Length';
+  if (encodingFields > 1) return 'several Transfer-Encoding fields';
+  if (encodingFields === 1 && encoding.trim().toLowerCase() !== 'chunked') return 'unsupported Transfer-Encoding';
+  if (hostFields > 1) return 'several Host fields';
+  if (!METHOD.test(method)) return 'invalid method';
+  if (target[0] !== '/' || BAD_TARGET.test(target)) return 'invalid request target';
+  return '';
 }
 
 /** RFC 9110 §7.6.1: removes the fields a Connection header names (rare, so not on the fast path). */
@@ -113,6 +161,11 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   connection = '';
   headerCount = 0;
   headerBytes = 0;
+  lengthFields = 0;
+  lengthConflict = false;
+  encodingFields = 0;
+  hostFields = 0;
+  malformed = '';
   req.forEach(collectHeader);
   if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') collected = withoutNominated(collected, connection);
   const chunked = transferEncoding !== '';
@@ -128,5 +181,6 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
     `${method} ${target} HTTP/1.1\r\n${collected}${framing}x-forwarded-for: ${xff}\r\n` +
     `x-forwarded-proto: ${proto}\r\nx-forwarded-host: ${host}\r\nx-forwarded-port: ${port}\r\n\r\n`;
   collected = '';
-  return { method, client: clientAddress, target, host, contentLength, chunked, head, headerCount, headerBytes };
+  const invalid = malformed || framingProblem(method, target, lengthText, transferEncoding);
+  return { method, client: clientAddress, target, host, contentLength, chunked, head, headerCount, headerBytes, invalid };
 }

@@ -118,6 +118,15 @@ for (let c = 0; c < 6; c++) {
   HEX[97 + c] = 10 + c;
 }
 
+const STATUS_LINE_PREFIX = Buffer.from('HTTP/1.');
+
+/** Whether `head[start..]` (possibly incomplete) can still be the start of a status line. */
+function startsLikeStatusLine(head: Buffer, start: number): boolean {
+  const n = Math.min(STATUS_LINE_PREFIX.length, head.length - start);
+  for (let i = 0; i < n; i++) if (head[start + i] !== STATUS_LINE_PREFIX[i]) return false;
+  return true;
+}
+
 export class ResponseParser {
   private state = State.Done;
   private pendingHead: Buffer | null = null;
@@ -292,13 +301,22 @@ export class ResponseParser {
   private readHead(data: Buffer, pos: number): number {
     let head = data;
     let start = pos;
+    // Where this read's bytes begin in `head` (less 3, so a CRLFCRLF split across reads is found).
+    let searchFrom = pos;
     if (this.pendingHead) {
       head = Buffer.concat([this.pendingHead, data.subarray(pos)]);
       start = 0;
+      searchFrom = Math.max(0, this.pendingHead.length - 3);
     }
-    const end = head.indexOf(CRLFCRLF, start);
+    const end = head.indexOf(CRLFCRLF, searchFrom);
     if (end === -1) {
       if (head.length - start > this.maxHeadBytes) return this.failAt('response head too large');
+      // A head that can never complete must fail now, not when the server timeout expires:
+      // bytes that do not begin "HTTP/1.", or a line ended by a bare LF (RFC 9112 §2.2).
+      if (!startsLikeStatusLine(head, start)) return this.failAt('invalid status line');
+      for (let i = head.indexOf(LF, Math.max(start, searchFrom)); i !== -1; i = head.indexOf(LF, i + 1)) {
+        if (i === start || head[i - 1] !== CR) return this.failAt('bare LF in response head');
+      }
       // Rare: the head spans reads. Keep a copy, the read buffer is reused.
       this.pendingHead = Buffer.from(head.subarray(start));
       return data.length;

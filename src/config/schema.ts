@@ -8,27 +8,24 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseDuration, parseSize } from './units';
 
+/** A number, or text in a unit that `parse` turns into that number (the one place units are read). */
+function withUnit(parse: (text: string) => number | undefined, what: string) {
+  return z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
+    if (typeof value === 'number') return value;
+    const parsed = parse(value);
+    if (parsed === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not ${what}` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+}
+
 /** A duration such as "250ms", "5s", "2m", or a number of milliseconds. */
-export const duration = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
-  if (typeof value === 'number') return value;
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a duration (use e.g. 500ms, 5s, 2m)` });
-    return z.NEVER;
-  }
-  return ms;
-});
+export const duration = withUnit(parseDuration, 'a duration (use e.g. 500ms, 5s, 2m)');
 
 /** A byte size such as "16k", "8KiB", "10m", or a number of bytes. */
-export const size = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
-  if (typeof value === 'number') return value;
-  const bytes = parseSize(value);
-  if (bytes === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a size (use e.g. 16k, 8KiB, 10m)` });
-    return z.NEVER;
-  }
-  return bytes;
-});
+export const size = withUnit(parseSize, 'a size (use e.g. 16k, 8KiB, 10m)');
 
 /** An IPv4 or IPv6 address or CIDR block. */
 const cidr = z.string().refine((value) => {

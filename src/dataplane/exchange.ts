@@ -494,7 +494,7 @@ export class Exchange implements UpstreamSink {
   private observe(): void {
     const observer = this.vs.events.observer;
     const now = performance.now();
-    if (this.server !== null && this.headAt !== 0) observer.recordLatency(this.server.slot, (now - this.startedAt) * 1000);
+    if (this.server !== null && this.headAt !== 0) this.server.latency.recordValue(Math.max(1, ((now - this.startedAt) * 1000) | 0));
     if (!observer.accessLogOn) return;
     observer.accessLog({
       vs: this.vs.config.name,

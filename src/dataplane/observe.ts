@@ -48,14 +48,14 @@ export class ThreadObserver {
     this.timers = [setInterval(() => this.flushLatency(), LATENCY_FLUSH_MS), setInterval(() => this.flushLines(), LOG_FLUSH_MS)];
   }
 
-  /** Request latency in microseconds for the server in `slot`. */
-  recordLatency(slot: number, micros: number): void {
+  /** The histogram of the server in `slot` (callers keep it: no lookup per request). */
+  histogramFor(slot: number): hdr.Histogram {
     let histogram = this.histograms.get(slot);
     if (histogram === undefined) {
       histogram = hdr.build(HISTOGRAM_OPTIONS);
       this.histograms.set(slot, histogram);
     }
-    histogram.recordValue(micros < 1 ? 1 : micros);
+    return histogram;
   }
 
   /** Queues one access-log line (only call when accessLogOn). */

@@ -108,6 +108,7 @@ function collectHeader(name: string, value: string): void {
   }
 }
 
+const COMMON_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Origin-form target: visible ASCII, no fragment (RFC 9112 §3.2). */
 const BAD_TARGET = /[^\x21-\x7e]|#/;
@@ -125,7 +126,7 @@ function framingProblem(method: string, target: string, length: string, encoding
   if (encodingFields > 1) return 'several Transfer-Encoding fields';
   if (encodingFields === 1 && encoding.trim().toLowerCase() !== 'chunked') return 'unsupported Transfer-Encoding';
   if (hostFields > 1) return 'several Host fields';
-  if (!METHOD.test(method)) return 'invalid method';
+  if (!COMMON_METHODS.has(method) && !METHOD.test(method)) return 'invalid method';
   if (target[0] !== '/' || BAD_TARGET.test(target)) return 'invalid request target';
   return '';
 }

@@ -14,6 +14,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Exchange } from './exchange';
 import { Admission } from './admission';
 import type { ThreadObserver } from './observe';
+import type { Histogram } from 'hdr-histogram-js';
 import type { RateTable } from '../state/rate-table';
 import { proxyRequest, redirectToHttps } from './frontend';
 
@@ -35,6 +36,8 @@ export interface ThreadEvents {
 
 export class ServerRuntime {
   pool: ServerPool;
+  /** This thread's latency histogram (µs) for the server. */
+  readonly latency: Histogram;
   private readonly slots: Int32Array;
   /** Index of this server's in-flight counter in the shared Int32 table. */
   readonly inflightIndex: number;
@@ -52,6 +55,7 @@ export class ServerRuntime {
     private readonly events: ThreadEvents,
   ) {
     this.slots = views.servers;
+    this.latency = events.observer.histogramFor(slot);
     this.inflightIndex = slot * SLOT_STRIDE + F_INFLIGHT;
     this.statBase = views.layout.serverStat(thread, slot, 0);
     this.pool = new ServerPool({

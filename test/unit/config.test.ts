@@ -118,9 +118,3 @@ test('durations and sizes parse with their units', () => {
   assert.equal(parseSize('1MiB'), 1024 * 1024);
   assert.equal(parseSize('x'), undefined);
 });
-
-test('log records render as readable lines for a terminal', async () => {
-  const { humanLine } = await import('../../src/observe/log');
-  const line = humanLine('{"level":40,"time":"2026-11-26T08:00:01.000Z","pid":1,"msg":"server down","vs":"api","server":"a","reason":"HTTP 500"}');
-  assert.equal(line, '08:00:01 WARN  server down  vs=api server=a reason=HTTP 500');
-});

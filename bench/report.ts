@@ -18,7 +18,7 @@ function rowLine(r: Row): string {
     const what = r.status === 'unavailable' ? 'skipped' : r.status;
     return `| ${r.scenario} | ${r.proxy} | ${what}: ${(r.reason ?? '').replace(/\|/g, '\\|')} ||||||||||`;
   }
-  const note = r.reason ? ` ⚠ ${r.reason.replace(/\|/g, '\\|')}` : '';
+  const note = r.reason ? ` ⚠ ${r.rounds_failed} round(s) failed: ${r.reason.replace(/\|/g, '\\|')}` : '';
   return [
     '',
     r.scenario,

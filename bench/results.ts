@@ -75,6 +75,8 @@ export interface Row {
   /** Why the row has no numbers (or fewer rounds than asked). */
   reason?: string;
   rounds_ok: number;
+  /** Rounds that produced no numbers (see reason). */
+  rounds_failed: number;
   /** Sum over rounds of requests completed in the window. */
   requests: number;
   /** Medians over rounds. */
@@ -176,6 +178,7 @@ export class RowBuilder {
   status: RowStatus = 'ok';
   reason?: string;
   config?: string;
+  failedRounds = 0;
 
   constructor(
     readonly scenario: Scenario,
@@ -183,14 +186,17 @@ export class RowBuilder {
   ) {}
 
   add(r: RoundResult, h: hdr.Histogram): void {
+    // A round that failed before this one stays in `reason`, shown beside the numbers.
+    if (this.status === 'failed') this.status = 'ok';
     this.rounds.push(r);
     this.merged.add(h);
   }
 
-  /** A round that could not run; the row keeps its other rounds. */
+  /** A round that could not run; the row keeps its other rounds. The first reason is kept. */
   fail(status: Exclude<RowStatus, 'ok'>, reason: string): void {
     if (this.rounds.length === 0) this.status = status;
     this.reason ??= reason;
+    this.failedRounds++;
   }
 
   build(): Row {
@@ -210,6 +216,7 @@ export class RowBuilder {
       status: this.status,
       ...(this.reason !== undefined ? { reason: this.reason } : {}),
       rounds_ok: this.rounds.length,
+      rounds_failed: this.failedRounds,
       requests: sum('requests'),
       ...med,
       // Peak RSS: the worst round, not the median, is what capacity planning needs.

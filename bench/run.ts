@@ -268,8 +268,9 @@ async function main(): Promise<number> {
       const order = runnable.map((_, i) => runnable[(i + round - 1) % runnable.length]);
       for (const d of order) {
         const b = builders.get(d.name) as RowBuilder;
-        // A scenario a proxy refused once will be refused again; do not retry every round.
-        if (b.status === 'unsupported' || (b.rounds.length === 0 && b.reason !== undefined)) continue;
+        // A config refused once will be refused again; a failure to start or serve may be
+        // passing (e.g. a rebuild under way), so that proxy gets its next round anyway.
+        if (b.status === 'unsupported' || b.status === 'unavailable') continue;
         // A window shared with some other job on the machine measures that job too: repeat it,
         // and if every try was shared, keep the least shared one.
         let best: Measured | undefined;

@@ -29,7 +29,7 @@ function niceMax(v: number): number {
 
 function shortNum(n: number): string {
   if (n >= 1e6) return `${+(n / 1e6).toFixed(1)}M`;
-  if (n >= 1e3) return `${+(n / 1e3).toFixed(1)}k`;
+  if (n >= 1e3) return `${+(n / 1e3).toPrecision(3)}k`;
   return n >= 100 ? `${Math.round(n)}` : `${+n.toFixed(1)}`;
 }
 

@@ -19,11 +19,12 @@ export interface HaBlock {
 
 export type HaBlockResult = { ok: true; block: HaBlock | null } | { ok: false; error: string };
 
-function topLevelKeys(text: string): string[] | null {
+/** The top-level keys, or why there are none to find. */
+function topLevelKeys(text: string): string[] | string {
   const doc = parseDocument(text);
-  if (doc.errors.length > 0) return null;
+  if (doc.errors.length > 0) return `not valid YAML: ${doc.errors[0].message.split('\n')[0]}`;
   if (doc.contents === null) return [];
-  if (!isMap(doc.contents)) return null;
+  if (!isMap(doc.contents)) return 'not a YAML mapping';
   return doc.contents.items.map((pair) => (isScalar(pair.key) ? String(pair.key.value) : ''));
 }
 
@@ -35,7 +36,7 @@ function topLevelKeys(text: string): string[] | null {
  */
 export function findHaBlock(text: string): HaBlockResult {
   const keys = topLevelKeys(text);
-  if (keys === null) return { ok: false, error: 'not a YAML mapping' };
+  if (typeof keys === 'string') return { ok: false, error: keys };
   if (!keys.includes('ha')) return { ok: true, block: null };
   const lines = text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
   let offset = 0;
@@ -61,7 +62,7 @@ export function findHaBlock(text: string): HaBlockResult {
   const end = starts[last] + lines[last].length;
   const block: HaBlock = { start, end, text: text.slice(start, end) };
   const rest = topLevelKeys(text.slice(0, start) + text.slice(end));
-  if (rest === null || rest.includes('ha') || rest.length !== keys.length - 1) {
+  if (typeof rest === 'string' || rest.includes('ha') || rest.length !== keys.length - 1) {
     return { ok: false, error: 'cannot tell where the ha: section ends; write it in block style, indented under ha:' };
   }
   return { ok: true, block };

@@ -8,6 +8,7 @@
  *   POST /api/servers/{vs}/{server}/{drain|halt|online}   token
  *   POST /api/reload                            token
  *   GET  /metrics                               token unless admin.metrics_public
+ *   GET  /api/ha/peer, POST /api/ha/config      token (HA pair: admin/sync.ts)
  *
  * A missing or wrong token gets 401, is counted (carelb_admin_unauthorized_total) and written
  * to the audit log, like every state change and reload.
@@ -20,6 +21,7 @@ import { createAuditLog, type AuditLog } from './audit';
 import type { AdminContext, AdminState } from './context';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
+import { createHaHandler } from './sync';
 import { bearerToken, loadOrCreateToken, tokenMatches } from './token';
 import { serverView, statusView } from './view';
 
@@ -28,6 +30,8 @@ export interface AdminServerOptions {
   auditLog?: string;
   /** Listen on this port instead of `config.listen.port` (0: any free port; tests). */
   port?: number;
+  /** The config file (HA sync writes it); undefined for built-in configs. */
+  configPath?: string;
 }
 
 export interface AdminServer {
@@ -82,6 +86,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   const token = loaded.token;
   const audit: AuditLog = createAuditLog(options.auditLog);
   let unauthorized = 0;
+  const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log });
 
   /** Checks the bearer token; answers 401 itself (counted, audited) and returns false when it is wrong. */
   function authorized(req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean {
@@ -132,6 +137,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
 
     // Every /api path needs the token, unknown ones too: no route discovery without it.
     if (!authorized(req, res, path)) return;
+    if (path.startsWith('/api/ha/')) return ha(req, res, path, sourceOf(req));
     if (method === 'POST' && !(await drainBody(req))) return sendJson(res, 413, { error: 'request body too large' });
 
     if (path === '/api/status') {

@@ -95,6 +95,7 @@ export class UpstreamConnection implements ResponseEvents {
       this.socket.on('connect', () => this.onConnect());
     }
     this.socket.on('error', (error: NodeJS.ErrnoException) => this.onSocketClosed(error));
+    this.socket.on('end', () => this.onServerEnd());
     this.socket.on('close', () => this.onSocketClosed(null));
     this.socket.on('drain', () => this.sink?.onUpstreamDrain());
   }
@@ -179,6 +180,15 @@ export class UpstreamConnection implements ResponseEvents {
     this.completed = false;
     if (this.parser.keepAlive && this.parser.idle && !this.closed) this.owner.release(this);
     else this.destroy();
+  }
+
+  /**
+   * The server sent FIN. 'close' follows only after our side has shut down too, a loop turn or
+   * two later; an idle connection must not be handed to a request in between (the request
+   * would be written to a dead connection, and a POST could not be retried), so it goes now.
+   */
+  private onServerEnd(): void {
+    if (this.sink === null && !this.closed) this.destroy();
   }
 
   private onSocketClosed(error: NodeJS.ErrnoException | null): void {

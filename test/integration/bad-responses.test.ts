@@ -53,6 +53,7 @@ interface Stage {
 async function stage(t: TestContext, respond: (socket: net.Socket) => void): Promise<Stage> {
   let bad: net.Socket | null = null;
   const backend = await startScriptedBackend((request, socket) => {
+    if (request.path === '/close-after') return void socket.end(OK);
     if (request.path !== '/bad') return void socket.write(OK);
     bad = socket;
     respond(socket);
@@ -288,5 +289,62 @@ test('a late second response (after carelb finished the first) closes that conne
   for (let i = 0; i < 3; i++) assertGood(await exchange(client, '/good'), `request ${i + 2} (never the stale response)`);
   assert.equal(backend.requests.filter((r) => r.connection === 0).length, 1);
   assert.equal(client.pending, '', 'nothing extra reached the client');
+  await eventually(() => inflight(lb) === 0, 5000, 'in-flight counter back to 0');
+});
+
+test('a server that closes its idle keep-alive connection: the next request, a POST that cannot be retried, goes to a new connection', async (t) => {
+  // The server's FIN arrives with its response; the POST comes a client round trip later. 20
+  // rounds, because handing out the half-closed connection was a race (lost about 1 in 4).
+  const { lb, backend } = await stage(t, send(OK));
+  backend.requests.length = 0;
+  for (let round = 0; round < 20; round++) {
+    const client = connect(t, lb.port);
+    await client.ready;
+    client.send(`GET /close-after HTTP/1.1\r\nHost: api.example\r\n\r\n`);
+    assertGood(await client.response(5000), `round ${round}: first request`);
+    client.send('POST /good HTTP/1.1\r\nHost: api.example\r\nContent-Length: 5\r\n\r\nhello');
+    assertGood(await client.response(5000), `round ${round}: the POST after the server closed`);
+    client.destroy();
+  }
+  assert.equal(lb.status()[0].errors.SERVER_CLOSED, 0);
+  await eventually(() => inflight(lb) === 0, 5000, 'in-flight counter back to 0');
+});
+
+test('a 502 to a HEAD request has no body (RFC 9110 §9.3.2), so the next response on the connection is read correctly', async (t) => {
+  const { lb } = await stage(t, send('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n'));
+  const client = connect(t, lb.port);
+  await client.ready;
+  client.send('HEAD /bad HTTP/1.1\r\nHost: api.example\r\n\r\n');
+  const head = await client.response(5000, true);
+  assert.ok(head);
+  assert.equal(head.status, 502);
+  assert.equal(head.headers['x-carelb-error'], 'CLB_BAD_RESPONSE');
+  client.send(GET('/good'));
+  // Body bytes after the HEAD answer would be read as the start of this response.
+  assertGood(await client.response(5000), 'the request after the HEAD');
+});
+
+test('an upload that fails before reaching a server (40 KB body, server unreachable) leaves the client connection usable', async (t) => {
+  // The body is written to a connection still connecting, which holds the client back
+  // (backpressure); when the connect fails, the client must be let go again.
+  const port = await freePort();
+  const lb = await startInProcess(t, {
+    workers: 1,
+    pin_workers: false,
+    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'gone', address: `127.0.0.1:${await freePort()}` }] }],
+  });
+  const client = connect(t, port);
+  await client.ready;
+  const body = 'u'.repeat(40_000);
+  client.send(`POST /upload HTTP/1.1\r\nHost: api.example\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  const failed = await client.response(5000);
+  assert.ok(failed);
+  assert.equal(failed.status, 502);
+  assert.equal(failed.headers['x-carelb-error'], 'CLB_CONNECT_FAILED');
+  if (/close/i.test(failed.headers.connection ?? '')) return; // closing is an acceptable answer too
+  client.send(GET('/next'));
+  const next = await client.response(3000).catch((error: Error) => error);
+  assert.ok(!(next instanceof Error), `the next request on the connection was never answered (${next instanceof Error ? next.message : ''})`);
+  assert.ok(next === null || next.status === 502, `unexpected answer ${next?.raw}`);
   await eventually(() => inflight(lb) === 0, 5000, 'in-flight counter back to 0');
 });

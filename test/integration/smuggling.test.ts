@@ -161,6 +161,8 @@ const post = (m: string, fields: string, body: string) => `POST /${m} HTTP/1.1\r
 const get = (m: string, fields = '') => `GET /${m} HTTP/1.1\r\nHost: api.example\r\n${fields}\r\n`;
 const chunked = (m: string, body: string) => post(m, 'Transfer-Encoding: chunked\r\n', body);
 const CHUNKED_HELLO = '5\r\nhello\r\n0\r\n\r\n';
+/** A complete request, to hide in a body or pipeline behind a rejected one. */
+const smuggled = (m: string) => `GET /${m}/smuggled HTTP/1.1\r\nHost: api.example\r\n\r\n`;
 
 // Known uWS v20.30 behaviours carelb cannot see, let alone refuse (its handler gets the head as
 // uWS parsed it and the body already de-chunked). Marked TODO: they still run and report.
@@ -178,6 +180,14 @@ test('Content-Length and Transfer-Encoding: conflicting, repeated or malformed f
     {
       name: 'two differing Content-Length fields (5, 0) with a request in the body → 400',
       bytes: (m) => post(m, 'Content-Length: 5\r\nContent-Length: 0\r\n', `GET /${m}/smuggled HTTP/1.1\r\nHost: api.example\r\n\r\n`),
+      expect: 'reject',
+    },
+    {
+      // CL.CL desync: a front proxy that takes the last value forwards the second request as a
+      // body; uWS takes the first (0) and parses it as a request of its own, pipelined behind
+      // the 400. RFC 9112 §9.6: after a response with `close`, no further request is processed.
+      name: 'Content-Length: 0 then Content-Length: N, with an N-byte request as the body (CL.CL) → 400 and close, the request never forwarded',
+      bytes: (m) => post(m, `Content-Length: 0\r\nContent-Length: ${smuggled(m).length}\r\n`, smuggled(m)),
       expect: 'reject',
     },
     {
@@ -266,6 +276,11 @@ test('header fields: folding, bare CR/LF, NUL, spaces before the colon and inval
     { name: 'a field line without a colon → held by uWS', bytes: (m) => get(m, 'X-A one\r\n'), expect: 'held-by-uws' },
     { name: 'an empty field name (": one") → 400', bytes: (m) => get(m, ': one\r\nX-After: dropped\r\n'), expect: 'reject', todo: UWS_NAMELESS },
     { name: 'two Host fields (RFC 9112 §3.2: MUST be 400) → 400', bytes: (m) => get(m, 'Host: other.example\r\n'), expect: 'reject' },
+    {
+      name: 'two Host fields with a request pipelined behind → 400 and close, the pipelined request never forwarded (RFC 9112 §9.6)',
+      bytes: (m) => get(m, 'Host: other.example\r\n') + smuggled(m),
+      expect: 'reject',
+    },
     { name: 'HTTP/1.1 without Host, other fields present → closed by uWS', bytes: (m) => `GET /${m} HTTP/1.1\r\nX-A: one\r\n\r\n`, expect: 'closed-by-uws' },
     { name: 'HTTP/1.1 without any field (no Host) → held by uWS', bytes: (m) => `GET /${m} HTTP/1.1\r\n\r\n`, expect: 'held-by-uws' },
     { name: 'control: a value with a tab and visible characters is forwarded', bytes: (m) => get(m, 'X-A: one\ttwo "three"\r\n'), expect: 'forward' },
@@ -292,6 +307,11 @@ test('request line: invalid methods, targets and HTTP versions are never forward
     { name: 'DEL (0x7f) in the target → 400', bytes: (m) => `GET /${m}\x7f HTTP/1.1\r\nHost: api.example\r\n\r\n`, expect: 'reject' },
     { name: 'a non-ASCII byte (0xe9) in the target → 400', bytes: (m) => `GET /${m}\xe9 HTTP/1.1\r\nHost: api.example\r\n\r\n`, expect: 'reject' },
     { name: 'a fragment (#) in the target → 400', bytes: (m) => `GET /${m}#frag HTTP/1.1\r\nHost: api.example\r\n\r\n`, expect: 'reject' },
+    {
+      name: 'an invalid target with a request pipelined behind → 400 and close, the pipelined request never forwarded (RFC 9112 §9.6)',
+      bytes: (m) => `GET /${m}\xe9 HTTP/1.1\r\nHost: api.example\r\n\r\n${smuggled(m)}`,
+      expect: 'reject',
+    },
     {
       // RFC 9112 §3.2.2 says a server MUST accept absolute-form; uWS v20.30 never hands it over.
       name: 'absolute-form target (http://x/) → held by uWS (a uWS limit: RFC 9112 §3.2.2 wants it accepted)',

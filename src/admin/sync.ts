@@ -149,26 +149,31 @@ function codeOf(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error));
 }
 
+/**
+ * This node's side of the pair, as GET /api/ha/peer answers it (and /api/status can show it):
+ * node name, config hash, shared hash (null when the file on disk is not the running one, or
+ * for a built-in config), VRRP state from the notify script's files.
+ */
+export function haSelfInfo(ctx: AdminContext, configPath: string | undefined, stateDir: string = defaultStateDir()): PeerInfo {
+  let shared: string | null = null;
+  let changed = false;
+  if (configPath) {
+    try {
+      const text = readFileSync(configPath, 'utf8');
+      if (textHash(text) === ctx.configHash()) shared = sharedHash(text);
+      else changed = true;
+    } catch {
+      changed = true;
+    }
+  }
+  return { node: ctx.config().ha?.node_name ?? null, config_hash: ctx.configHash(), shared_hash: shared, config_file_changed: changed, vrrp: readVrrpState(stateDir) };
+}
+
 export function createHaHandler(options: HaHandlerOptions): HaHandler {
   const { ctx, configPath, audit, log } = options;
   const stateDir = options.stateDir ?? defaultStateDir();
   // One sync at a time: a second waits for the first to finish (written and reloaded or refused).
   let queue: Promise<unknown> = Promise.resolve();
-
-  function peerInfo(): PeerInfo {
-    let shared: string | null = null;
-    let changed = false;
-    if (configPath) {
-      try {
-        const text = readFileSync(configPath, 'utf8');
-        if (textHash(text) === ctx.configHash()) shared = sharedHash(text);
-        else changed = true;
-      } catch {
-        changed = true;
-      }
-    }
-    return { node: ctx.config().ha?.node_name ?? null, config_hash: ctx.configHash(), shared_hash: shared, config_file_changed: changed, vrrp: readVrrpState(stateDir) };
-  }
 
   type Outcome = { status: number; body: Record<string, unknown>; result: string };
 
@@ -281,7 +286,7 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     const method = req.method ?? 'GET';
     if (path === '/api/ha/peer') {
       if (method !== 'GET' && method !== 'HEAD') return sendJson(res, 405, { error: 'method not allowed; use GET' }, { allow: 'GET' });
-      return sendJson(res, 200, peerInfo());
+      return sendJson(res, 200, haSelfInfo(ctx, configPath, stateDir));
     }
     if (path !== '/api/ha/config') return sendJson(res, 404, { error: `no such API endpoint: ${path}` });
     if (method !== 'POST') return sendJson(res, 405, { error: 'method not allowed; use POST' }, { allow: 'POST' });

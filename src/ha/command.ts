@@ -267,7 +267,10 @@ async function handoff(parsed: Parsed, out: Out, err: Out): Promise<number> {
   // carelb keeps serving until the peer has taken the addresses (its gratuitous ARP sends the
   // clients there): requests that still arrive here meanwhile, through the address lingering
   // on lo, are answered instead of refused.
-  const taken = await waitForPeer(ha, heldBefore, started + timeoutMs, parsed, loaded!.ok ? loaded!.config : undefined);
+  // A healthy peer takes over within one advert interval of our priority-0 advert; waiting much
+  // longer for a peer that is down only delays the stop.
+  const deadline = Math.min(started + timeoutMs, Date.now() + 3 * ha.advert_int + 1000);
+  const taken = await waitForPeer(ha, heldBefore, deadline, parsed, loaded!.ok ? loaded!.config : undefined);
   out.write(`released: ${heldBefore.join(', ')} left ${ha.node_name} in ${left} ms; ${taken}\n`);
   return 0;
 }

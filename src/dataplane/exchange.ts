@@ -198,6 +198,7 @@ export class Exchange implements UpstreamSink {
       this.server.noteResponse(status);
     }
     const res = this.res;
+    this.unpauseClient();
     if (bodyless) {
       this.resDone = true;
       // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the
@@ -414,6 +415,17 @@ export class Exchange implements UpstreamSink {
   }
 
   /**
+   * A client paused for upload backpressure must be resumed before its response ends: uWS
+   * leaves a paused socket stuck once the response is done.
+   */
+  private unpauseClient(): void {
+    if (this.clientPaused) {
+      this.clientPaused = false;
+      this.res.resume();
+    }
+  }
+
+  /**
    * Whether the client connection must close after this response: during shutdown, and when
    * the request body was not read to its end (the rest would be taken for the next request).
    */
@@ -450,7 +462,8 @@ export class Exchange implements UpstreamSink {
         this.res.close(); // a partial response cannot be turned into an error: cut it so the client sees it was incomplete
       } else {
         this.status = ERRORS[name].status;
-        respondError(this.vs, this.res, name, this.closeClient(), detail);
+        this.unpauseClient();
+        respondError(this.vs, this.res, name, this.closeClient(), this.bodyless, detail);
         this.end();
         return;
       }
@@ -466,6 +479,7 @@ export class Exchange implements UpstreamSink {
     countError(this.vs, 'NO_SERVER');
     this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(fallback.status)]++;
     this.resDone = true;
+    this.unpauseClient();
     const res = this.res;
     const close = this.closeClient();
     res.cork(() => {

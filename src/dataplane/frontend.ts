@@ -8,7 +8,7 @@ import type { AppOptions, HttpRequest, HttpResponse, TemplatedApp, us_listen_soc
 import type { Uws } from '../native';
 import { Exchange } from './exchange';
 import { copyRequest, type RequestInfo } from './request-head';
-import { countError, respondError } from './respond';
+import { countError, refuse } from './respond';
 import type { ErrorName } from '../errors';
 import type { ServiceRuntime } from './service';
 
@@ -64,23 +64,23 @@ export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpReq
       countError(vs, 'FORBIDDEN');
       res.close();
     } else {
-      respondError(vs, res, 'FORBIDDEN', true);
+      refuse(vs, res, 'FORBIDDEN', req.getMethod() === 'head');
     }
     return;
   }
   const request = copyRequest(req, client, vs.proto, vs.portText, trusted);
   if (request.invalid !== '') {
-    respondError(vs, res, 'BAD_REQUEST', true, request.invalid);
+    refuse(vs, res, 'BAD_REQUEST', request.method === 'HEAD', request.invalid);
     return;
   }
   const refusal = checkLimits(vs, request);
   if (refusal !== null) {
-    respondError(vs, res, refusal, true);
+    refuse(vs, res, refusal, request.method === 'HEAD');
     return;
   }
   const wait = vs.admission.rateWait(client);
   if (wait > 0) {
-    respondError(vs, res, 'RATE_LIMITED', !(request.contentLength <= 0 && !request.chunked), undefined, [['retry-after', String(Math.ceil(wait / 1000))]]);
+    refuse(vs, res, 'RATE_LIMITED', request.method === 'HEAD', undefined, [['retry-after', String(Math.ceil(wait / 1000))]]);
     return;
   }
   const exchange = new Exchange(vs, res, request, closeAfter);

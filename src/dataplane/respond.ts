@@ -17,13 +17,33 @@ export function countError(vs: ServiceRuntime, name: ErrorName): void {
  * Answers with error `name`. `close`: close the connection after it (a request whose body was
  * not read, or a limit that makes the rest of the connection untrustworthy).
  */
-export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, close: boolean, detail?: string, headers?: [string, string][]): void {
+export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, close: boolean, head: boolean, detail?: string, headers?: [string, string][]): void {
   const error = ERRORS[name];
   countError(vs, name);
   vs.views.stats[vs.statBase + V.responses_1xx + statusClassOffset(error.status)]++;
   res.cork(() => {
     res.writeStatus(`${error.status} ${error.reason}`).writeHeader('content-type', 'text/plain; charset=utf-8').writeHeader('x-carelb-error', error.code);
     if (headers) for (const [key, value] of headers) res.writeHeader(key, value);
-    res.end(detail ? `${error.message}: ${detail}\n` : `${error.message}\n`, close);
+    // RFC 9110 §9.3.2: no body in an answer to HEAD, or a kept-alive client reads it as the next response.
+    if (head) res.endWithoutBody(0, close);
+    else res.end(detail ? `${error.message}: ${detail}\n` : `${error.message}\n`, close);
+  });
+}
+
+/**
+ * Refuses a request from inside the uWS handler and closes its connection. The answer is
+ * written on the next turn of the loop, not in the handler: uWS v20.30 goes on parsing
+ * requests it has already read after `end(…, close)`, so a request pipelined behind a
+ * refused one (a smuggling attempt) would be handled. With the answer pending, uWS closes the
+ * connection when it meets that pipelined request instead — nothing behind a refusal is served.
+ */
+export function refuse(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, head: boolean, detail?: string, headers?: [string, string][]): void {
+  let aborted = false;
+  res.onAborted(() => {
+    aborted = true;
+    countError(vs, name);
+  });
+  setImmediate(() => {
+    if (!aborted) respondError(vs, res, name, true, head, detail, headers);
   });
 }

@@ -16,6 +16,7 @@ const USAGE = `usage: carelb <command> [options]
   start [-c FILE]     run in the foreground (without -c: the built-in demo)
   check -c FILE       validate a config file; exit 1 with every error
   ctl status|drain|halt|online|reload   operate a running carelb through its admin API
+  ha render|sync|handoff|resume|peer    the keepalived pair (see docs/ha.md)
   tune check|apply    compare kernel and socket settings with the recommendations
   version             print the version
 `;
@@ -108,6 +109,10 @@ async function main(argv: string[]): Promise<number> {
     case 'ctl': {
       const { runCtl } = await import('./ctl/ctl');
       return runCtl(args, process.stdout, process.stderr);
+    }
+    case 'ha': {
+      const { runHa } = await import('./ha/command');
+      return runHa(args, process.stdout, process.stderr);
     }
     case 'tune': {
       const { runTune } = await import('./tune/command');

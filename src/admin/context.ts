@@ -44,4 +44,6 @@ export interface AdminContext {
   /** Re-reads and applies the config file; the running config is kept when it is invalid. */
   reload(source: string): Promise<ReloadResult>;
   threadRestarts(): number;
+  /** The HA pair: this node and the peer (cached, refreshed every few seconds); null without `ha:`. */
+  ha(): { self: unknown; peer: unknown } | null;
 }

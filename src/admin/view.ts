@@ -39,6 +39,8 @@ export interface ServiceView {
 }
 
 export interface StatusView {
+  /** Both nodes of the HA pair (config hashes for drift, VRRP state), or null. */
+  ha: { self: unknown; peer: unknown } | null;
   version: string;
   /** ISO time of this snapshot. */
   time: string;
@@ -83,6 +85,7 @@ export function statusView(ctx: AdminContext, now = Date.now()): StatusView {
     workers: ctx.workers,
     config_hash: ctx.configHash(),
     thread_restarts: ctx.threadRestarts(),
+    ha: ctx.ha(),
     virtual_services: ctx.status().map((service) => ({
       name: service.name,
       listen: service.listen,

@@ -16,6 +16,8 @@ import { applyPlan, createSharedFor } from './shared-state';
 import { SlotAllocator } from './slots';
 import { snapshot, type ServerStatus, type ServiceStatus } from './status';
 import { startAdminServer, type AdminServer } from '../admin/server';
+import { haSelfInfo } from '../admin/sync';
+import { peerStatus, syncIfDrifted } from '../ha/client';
 import { SlowStart } from './slow-start';
 import { AccessLogSink } from '../observe/access-log';
 import { LatencyBook } from '../observe/latency';
@@ -157,6 +159,13 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       return { ok: false, errors };
     }
     log.info({ source, config_hash: configHash, virtual_services: config.virtual_services.length }, 'config reloaded');
+    if (config.ha?.auto_sync && !source.startsWith('ha sync')) {
+      // Push the new config to the peer (it validates and reloads, or refuses); failures are logged, not fatal.
+      void syncIfDrifted(config.ha, text, config).then(
+        (answer) => log.info({ answer }, 'ha auto_sync'),
+        (error: Error) => log.warn({ err: error.message }, 'ha auto_sync failed'),
+      );
+    }
     return { ok: true, config_hash: configHash };
   };
   // Reloads run one after another, never interleaved.
@@ -193,9 +202,19 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     },
     reload,
     threadRestarts: () => supervisor.restarts,
+    ha: () => (supervisor.config.ha ? { self: haSelfInfo(admin, options.configPath), peer: peerCache } : null),
   };
 
-  const adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog }) : null;
+  // The peer's view (a network call with a timeout) is refreshed in the background, never per status request.
+  let peerCache: unknown = null;
+  const refreshPeer = () => {
+    const ha = supervisor.config.ha;
+    if (ha) void peerStatus(ha).then((info) => (peerCache = info), (error: Error) => (peerCache = { error: error.message }));
+  };
+  refreshPeer();
+  const peerTimer = setInterval(refreshPeer, 5000).unref();
+
+  const adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog, configPath: options.configPath }) : null;
   if (adminServer) log.info({ listen: `${initial.admin!.listen.host}:${adminServer.port}`, token_file: adminServer.tokenFile }, 'admin API and dashboard listening');
 
   let stopping: Promise<void> | null = null;
@@ -203,6 +222,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     (stopping ??= (async () => {
       log.info({ grace_ms: supervisor.config.shutdown_grace }, 'stopping: no new connections, finishing in-flight requests');
       await reloading;
+      clearInterval(peerTimer);
       await adminServer?.close();
       slowStart.stop();
       await health.stop();

@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config/schema';
 import type { ServerStatus, ServiceStatus } from '../primary/status';
+import type { LatencyBuckets } from '../observe/latency';
 
 export type AdminState = 'online' | 'drain' | 'halt';
 
@@ -39,6 +40,8 @@ export interface AdminContext {
   lastCheck(vs: string, server: string): LastCheck | null;
   /** Request latency percentiles in ms (per server, or per virtual service when server is null). */
   latency(vs: string, server: string | null): LatencySummary | null;
+  /** Cumulative latency buckets since start (for the metrics histogram), or null without data. */
+  latencyBuckets(vs: string, server: string | null): LatencyBuckets | null;
   /** Changes a server's admin state; null for unknown names. Kept across reloads. */
   setAdminState(vs: string, server: string, state: AdminState): ServerStatus | null;
   /** Re-reads and applies the config file; the running config is kept when it is invalid. */

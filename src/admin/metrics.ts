@@ -7,7 +7,8 @@
  * Families, per virtual service (`vs`) and per server (`vs`, `server`):
  *   carelb_requests_total, carelb_responses_total{class}, carelb_client_aborts_total,
  *   carelb_bytes_in_total, carelb_bytes_out_total, carelb_errors_total{code}, carelb_in_flight,
- *   carelb_request_duration_seconds (summary: quantile 0.5/0.9/0.99/0.999 and _count)
+ *   carelb_request_duration_seconds (summary: quantile 0.5/0.9/0.99/0.999 over the last 60 s, and _count)
+ *   carelb_request_latency_seconds (histogram: cumulative buckets since start, _sum, _count)
  *   carelb_server_<same counters>, carelb_server_failures_total, carelb_server_retries_total,
  *   carelb_server_connect_failures_total, carelb_server_in_flight, carelb_server_weight,
  *   carelb_server_up, carelb_server_admin_state{state}, carelb_server_check_success,
@@ -15,6 +16,7 @@
  * and carelb_build_info{version}, carelb_start_time_seconds, carelb_workers,
  * carelb_thread_restarts_total, carelb_admin_unauthorized_total.
  */
+import type { LatencyBuckets } from '../observe/latency';
 import type { AdminContext, AdminState, LatencySummary } from './context';
 import { ERRORS, type ErrorName } from '../errors';
 import { SERVER_STATS, VS_STATS, type ServerStat, type VsStat } from '../state/stats';
@@ -23,7 +25,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 type Labels = Record<string, string>;
 type Sample = { suffix?: string; labels: Labels; value: number };
-type MetricType = 'counter' | 'gauge' | 'summary';
+type MetricType = 'counter' | 'gauge' | 'summary' | 'histogram';
 
 /** Status-class counters (`responses_2xx`) become one family with a `class` label. */
 type ClassStat = `responses_${string}`;
@@ -116,6 +118,15 @@ function addLatency(x: Exposition, name: string, help: string, labels: Labels, l
   x.add(name, 'summary', help, labels, latency.count, '_count');
 }
 
+/** A cumulative histogram family from merged thread histograms (bucket bounds in seconds). */
+function addBuckets(x: Exposition, name: string, help: string, labels: Labels, buckets: LatencyBuckets | null): void {
+  if (!buckets) return x.declare(name, 'histogram', help);
+  buckets.bounds.forEach((bound, i) => x.add(name, 'histogram', help, { ...labels, le: String(bound) }, buckets.counts[i], '_bucket'));
+  x.add(name, 'histogram', help, { ...labels, le: '+Inf' }, buckets.count, '_bucket');
+  x.add(name, 'histogram', help, labels, buckets.sum, '_sum');
+  x.add(name, 'histogram', help, labels, buckets.count, '_count');
+}
+
 export interface MetricsExtras {
   /** Requests refused by the admin server for a missing or wrong token. */
   unauthorized: number;
@@ -141,6 +152,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
   }
   for (const service of services) {
     addLatency(x, 'carelb_request_duration_seconds', 'Request duration seen by clients (summary of the merged thread histograms).', { vs: service.name }, ctx.latency(service.name, null));
+    addBuckets(x, 'carelb_request_latency_seconds', 'Request duration since start, as histogram buckets from the merged thread histograms.', { vs: service.name }, ctx.latencyBuckets(service.name, null));
   }
 
   for (const service of services) {

@@ -65,10 +65,49 @@ export class LatencyBook {
     return merged;
   }
 
+  /**
+   * Prometheus-style cumulative buckets (counts of requests ≤ each bound, in seconds) over
+   * the whole run, from the merged histograms; null without data.
+   */
+  buckets(slots: number[], bounds: readonly number[] = BUCKET_BOUNDS_S): LatencyBuckets | null {
+    const merged = this.cumulative(slots);
+    const count = merged.totalCount;
+    if (count === 0) return null;
+    const counts = bounds.map((bound) => countAtOrBelow(merged, bound * 1e6, count));
+    const result = { bounds: [...bounds], counts, count, sum: (merged.mean * count) / 1e6 };
+    merged.destroy();
+    return result;
+  }
+
   /** A slot left the config (or was reused): forget its numbers. */
   forget(slot: number): void {
     this.slots.delete(slot);
   }
+}
+
+export const BUCKET_BOUNDS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+export interface LatencyBuckets {
+  /** Upper bounds in seconds, ascending; counts[i] = requests that took at most bounds[i]. */
+  bounds: number[];
+  counts: number[];
+  count: number;
+  /** Total seconds. */
+  sum: number;
+}
+
+/** Requests at or below `micros`: the percentile whose value is the bound, found by bisection. */
+function countAtOrBelow(histogram: hdr.Histogram, micros: number, count: number): number {
+  if (histogram.maxValue <= micros) return count;
+  if (histogram.getValueAtPercentile(0) > micros) return 0;
+  let low = 0;
+  let high = 100;
+  for (let i = 0; i < 30; i++) {
+    const mid = (low + high) / 2;
+    if (histogram.getValueAtPercentile(mid) <= micros) low = mid;
+    else high = mid;
+  }
+  return Math.floor((low / 100) * count);
 }
 
 function percentiles(histogram: hdr.Histogram): Percentiles {

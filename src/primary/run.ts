@@ -171,6 +171,14 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   // Reloads run one after another, never interleaved.
   const reload = (source: string) => (reloading = reloading.then(() => reloadOnce(source)));
 
+  /** Server slots of a virtual service (all of them, or the named server's). */
+  const latencySlots = (vsName: string, serverName: string | null): number[] => {
+    const v = supervisor.config.virtual_services.findIndex((vs) => vs.name === vsName);
+    if (v === -1) return [];
+    const servers = supervisor.config.virtual_services[v].servers;
+    return supervisor.plan.vs[v].servers.filter((_slot, s) => serverName === null || servers[s].name === serverName);
+  };
+
   const findServer = (vsName: string, serverName: string): { v: number; s: number } | null => {
     const v = supervisor.config.virtual_services.findIndex((vs) => vs.name === vsName);
     const s = v === -1 ? -1 : supervisor.config.virtual_services[v].servers.findIndex((server) => server.name === serverName);
@@ -186,11 +194,12 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     status,
     lastCheck: (vsName, serverName) => health.lastCheck(vsName, serverName),
     latency(vsName, serverName) {
-      const v = supervisor.config.virtual_services.findIndex((vs) => vs.name === vsName);
-      if (v === -1) return null;
-      const servers = supervisor.config.virtual_services[v].servers;
-      const slots = supervisor.plan.vs[v].servers.filter((_slot, s) => serverName === null || servers[s].name === serverName);
+      const slots = latencySlots(vsName, serverName);
       return slots.length === 0 ? null : latency.recent(slots);
+    },
+    latencyBuckets(vsName, serverName) {
+      const slots = latencySlots(vsName, serverName);
+      return slots.length === 0 ? null : latency.buckets(slots);
     },
     setAdminState(vsName, serverName, state): ServerStatus | null {
       const found = findServer(vsName, serverName);

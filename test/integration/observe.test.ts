@@ -25,6 +25,15 @@ test('latency percentiles from a server with known delays land in the right rang
   assert.ok(latency.p50 >= 19 && latency.p50 < 60, `p50 ${latency.p50}`);
   assert.ok(latency.p99 >= 115 && latency.p99 < 250, `p99 ${latency.p99}`);
   assert.deepEqual(lb.running.admin.latency('api', null)?.count, latency.count, 'the service merges its servers');
+  // Histogram buckets for /metrics: cumulative, monotonic, and split where the delays are.
+  const buckets = lb.running.admin.latencyBuckets('api', null)!;
+  assert.equal(buckets.count, latency.count);
+  for (let i = 1; i < buckets.counts.length; i++) assert.ok(buckets.counts[i] >= buckets.counts[i - 1]);
+  const at = (bound: number) => buckets.counts[buckets.bounds.indexOf(bound)];
+  assert.equal(at(0.01), 0, 'nothing under 10 ms');
+  assert.ok(at(0.1) >= buckets.count * 0.85 && at(0.1) < buckets.count, `≤100 ms: ${at(0.1)} of ${buckets.count}`);
+  assert.equal(at(0.5), buckets.count);
+  assert.ok(buckets.sum > buckets.count * 0.02, 'sum in seconds');
 });
 
 test('the access log has one JSON line per request, without the query string unless log_query is on', async (t) => {

@@ -105,10 +105,7 @@ export class Exchange implements UpstreamSink {
   tryStart(): boolean {
     if (this.ended) return true;
     const local = this.vs.balancer.pick(-1, this.request.client);
-    if (local !== -1) {
-      if (this.sendTo(this.vs.servers[local], false)) return true;
-      return false;
-    }
+    if (local !== -1) return this.sendTo(this.vs.servers[local], false);
     if (this.vs.anyServerFull()) return false;
     this.queueDeadline = 0;
     if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
@@ -177,10 +174,6 @@ export class Exchange implements UpstreamSink {
   }
 
   // ---- server side (UpstreamSink) ----
-
-  onConnected(connection: UpstreamConnection): void {
-    void connection; // writes were queued before connect; nothing else to do
-  }
 
   onResponseHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void {
     this.replay = null; // the server has answered: no replay from here on

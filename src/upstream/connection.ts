@@ -22,7 +22,6 @@ function isTlsFailure(error: NodeJS.ErrnoException): boolean {
 
 /** What an exchange (one proxied request) hears from its server connection. */
 export interface UpstreamSink {
-  onConnected(connection: UpstreamConnection): void;
   onResponseHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void;
   onResponseBody(chunk: Buffer): void;
   onResponseComplete(): void;
@@ -105,7 +104,6 @@ export class UpstreamConnection implements ResponseEvents {
     this.sink = sink;
     this.completed = false;
     this.parser.expect(bodyless);
-    if (this.connected) sink.onConnected(this);
   }
 
   /** Unbinds and destroys: used when the exchange gave up (client abort, timeout). */
@@ -129,7 +127,6 @@ export class UpstreamConnection implements ResponseEvents {
   private onConnect(): void {
     this.connected = true;
     this.connectDeadline = 0;
-    this.sink?.onConnected(this);
   }
 
   private onRead(buffer: Buffer, bytes: number): boolean {

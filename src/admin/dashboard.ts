@@ -209,12 +209,33 @@ const SCRIPT = `
     return r;
   }
 
+  /** The HA pair: each node, its VRRP state, the VIPs it holds, and whether the configs agree. */
+  function nodeText(label, info) {
+    if (!info) return label + ': unknown';
+    if (info.error) return label + ': unreachable (' + info.error + ')';
+    var held = (info.vrrp && info.vrrp.instances || []).filter(function (i) { return i.state === 'MASTER' && i.vip; })
+      .map(function (i) { return i.vip; });
+    return label + ' ' + (info.node || '?') + ': VRRP ' + (info.vrrp ? info.vrrp.state : 'unknown') +
+      (held.length ? ', holds ' + held.join(', ') : ', holds no VIP') + ', config ' + String(info.shared_hash || info.config_hash || '').slice(0, 12);
+  }
+  function renderPair(ha) {
+    var p = $('ha');
+    if (!ha) { p.hidden = true; return; }
+    p.hidden = false;
+    var self = ha.self, peer = ha.peer;
+    var same = self && peer && !peer.error && self.shared_hash && self.shared_hash === peer.shared_hash;
+    setText(p, 'HA pair \u00b7 ' + nodeText('this node', self) + ' \u00b7 ' + nodeText('peer', peer) + ' \u00b7 ' +
+      (same ? 'configs in sync' : 'configs differ or unknown: check before a failover'));
+    p.className = same ? '' : 'check-fail';
+  }
+
   function render(status) {
     var now = Date.parse(status.time);
     var seconds = previous ? (now - previous.time) / 1000 : 0;
     var counts = new Map();
     setText($('summary'), 'version ' + status.version + ' \\u00b7 up ' + duration(status.uptime_s) + ' \\u00b7 ' + status.workers +
       ' threads \\u00b7 config ' + status.config_hash.slice(0, 12) + ' \\u00b7 ' + status.thread_restarts + ' thread restarts');
+    renderPair(status.ha);
     var seenVs = new Set(), seenRows = new Set();
     status.virtual_services.forEach(function (vs) {
       seenVs.add(vs.name);
@@ -351,6 +372,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <header>
   <h1>carelb</h1>
   <p id="summary">connecting&hellip;</p>
+  <p id="ha" hidden></p>
   <p id="conn" role="status" aria-live="polite"></p>
   <button id="forget" class="forget" type="button" hidden>Forget token</button>
 </header>

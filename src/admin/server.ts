@@ -13,7 +13,9 @@
  * A missing or wrong token gets 401, is counted (carelb_admin_unauthorized_total) and written
  * to the audit log, like every state change and reload.
  */
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../config/schema';
 import type { Logger } from '../observe/log';
@@ -175,13 +177,17 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     return sendJson(res, 404, { error: `no such API endpoint: ${path}` });
   }
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     handle(req, res).catch((error: unknown) => {
       log.error({ err: error instanceof Error ? error.message : String(error), url: req.url }, 'admin request failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error; see the carelb log' });
       else res.destroy();
     });
-  });
+  };
+  // HTTPS when admin.tls is set: HA peers exchange configs and keys over this API.
+  const server = config.tls
+    ? https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), minVersion: 'TLSv1.2' }, onRequest)
+    : http.createServer(onRequest);
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   server.keepAliveTimeout = 5_000;

@@ -330,6 +330,11 @@ export const configSchema = z
         token_file: z.string().min(1).default('/etc/carelb/admin.token'),
         /** Serve /metrics without a token. */
         metrics_public: z.boolean().default(false),
+        /**
+         * Serve the admin API over HTTPS (required between HA peers: config sync carries the
+         * config and keys). `ca` verifies the peer's admin certificate (default: system CAs).
+         */
+        tls: z.object({ cert: file, key: file, ca: file.optional() }).strict().optional(),
       })
       .strict()
       .optional(),

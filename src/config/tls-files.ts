@@ -138,5 +138,9 @@ export function checkTlsFiles(config: Config, now = Date.now()): TlsFileReport {
       if (!server.backend_tls.verify) checker.warnings.push(`${base}.servers[${s}].backend_tls.verify: false — server certificates are NOT verified`);
     });
   });
+  if (config.admin?.tls) {
+    checker.pair('admin.tls', config.admin.tls.cert, config.admin.tls.key);
+    if (config.admin.tls.ca) checker.backend('admin.tls', { ca: config.admin.tls.ca, verify: true });
+  }
   return { errors: checker.errors, warnings: checker.warnings, fingerprints };
 }

@@ -4,7 +4,9 @@
  * key (`-c FILE`), else the defaults 127.0.0.1:9900 and /etc/carelb/admin.token.
  * Exit status: 0 done, 1 anything else (with one clear line on `err`).
  */
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { loadConfigFile } from '../config/load';
 import { parseHostPort, type HostPort } from '../config/schema';
 import { readToken } from '../admin/token';
@@ -35,6 +37,8 @@ const TIMEOUT_MS = 10_000;
 class CtlError extends Error {}
 
 interface Target {
+  /** CA for an admin API served over TLS (admin.tls), or null for plain HTTP. */
+  tls: { ca?: string } | null;
   admin: HostPort;
   tokenFile: string;
 }
@@ -80,12 +84,15 @@ function connectHost(host: string): string {
 function resolveTarget(parsed: Parsed): Target {
   let admin = DEFAULT_ADMIN;
   let tokenFile = DEFAULT_TOKEN_FILE;
+  let tls: Target['tls'] = null;
   if (parsed.config) {
     const loaded = loadConfigFile(parsed.config);
     if (!loaded.ok) throw new CtlError(`${parsed.config}: invalid config\n${loaded.errors.map((e) => `  ${e}`).join('\n')}`);
     if (loaded.config.admin) {
       admin = loaded.config.admin.listen;
       tokenFile = loaded.config.admin.token_file;
+      const adminTls = loaded.config.admin.tls;
+      if (adminTls) tls = adminTls.ca ? { ca: readFileSync(adminTls.ca, 'utf8') } : {};
     }
   }
   if (parsed.admin) {
@@ -94,7 +101,7 @@ function resolveTarget(parsed: Parsed): Target {
     admin = hostPort;
   }
   if (parsed.tokenFile) tokenFile = parsed.tokenFile;
-  return { admin: { host: connectHost(admin.host), port: admin.port }, tokenFile };
+  return { admin: { host: connectHost(admin.host), port: admin.port }, tokenFile, tls };
 }
 
 function label(admin: HostPort): string {
@@ -109,8 +116,9 @@ interface Answer {
 function call(target: Target, token: string, method: string, path: string): Promise<Answer> {
   const where = label(target.admin);
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: target.admin.host, port: target.admin.port, method, path, headers: { authorization: `Bearer ${token}`, 'content-length': 0 }, agent: false },
+    const options = { host: target.admin.host, port: target.admin.port, method, path, headers: { authorization: `Bearer ${token}`, 'content-length': 0 }, agent: false };
+    const req = (target.tls ? https : http).request(
+      target.tls ? { ...options, ca: target.tls.ca } : options,
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));

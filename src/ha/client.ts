@@ -100,6 +100,13 @@ function errorOf(reply: Reply): string {
   return `HTTP ${reply.status}: ${reply.text.slice(0, 200)}`;
 }
 
+/** How to reach the peer's admin API for this config: https (with admin.tls.ca) when admin.tls is set. */
+export function peerOptionsFor(config: Config): PeerOptions {
+  const tls = config.admin?.tls;
+  if (!tls) return {};
+  return { tls: tls.ca ? { ca: readFileSync(tls.ca, 'utf8') } : true };
+}
+
 /**
  * The peer's node name, config hashes and VRRP state, or `{error}` (never throws). For
  * /api/status: `tokenReader` reads `ha.peer_token_file` (default: the admin token reader).

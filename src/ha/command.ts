@@ -17,7 +17,7 @@ import { loadConfigFile, loadConfigText } from '../config/load';
 import type { Config, HaConfig } from '../config/schema';
 import { parseDuration } from '../config/units';
 import { checkTlsFiles } from '../config/tls-files';
-import { buildSyncBody, peerStatus, pushConfig, type PeerOptions } from './client';
+import { peerOptionsFor, buildSyncBody, peerStatus, pushConfig, type PeerOptions } from './client';
 import { sharedHash } from './config-text';
 import { DEFAULT_AUDIT_LOG, DEFAULT_CHECK_SCRIPT, DEFAULT_NOTIFY_SCRIPT, renderCheckScript, renderErrors, renderKeepalivedConf, renderNotifyScript } from './keepalived';
 import { heldVips, releaseFile, stateDir as defaultStateDir, writeRelease } from './state';
@@ -109,11 +109,6 @@ function loadHa(path: string | undefined): { config: Config; ha: HaConfig; text:
 }
 
 /** The admin API serves TLS when its section has `tls` (a later addition to the schema). */
-function adminTls(config: Config): boolean {
-  const admin = config.admin as (Config['admin'] & { tls?: unknown }) | undefined;
-  return Boolean(admin?.tls);
-}
-
 function peerOptions(config: Config, parsed: Parsed): PeerOptions {
   if (parsed.ca) {
     try {
@@ -122,7 +117,7 @@ function peerOptions(config: Config, parsed: Parsed): PeerOptions {
       throw new HaError(`--ca: cannot read ${parsed.ca}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
   }
-  return { tls: adminTls(config) };
+  return peerOptionsFor(config);
 }
 
 /** Writes a file through a temporary file and rename, creating its directory. */
@@ -168,7 +163,7 @@ function render(parsed: Parsed, out: Out, err: Out): number {
   const state = parsed.stateDir ?? defaultStateDir();
   const checkScript = parsed.checkScript ?? DEFAULT_CHECK_SCRIPT;
   const notifyScript = parsed.notifyScript ?? DEFAULT_NOTIFY_SCRIPT;
-  const conf = renderKeepalivedConf(ha, { admin, adminTls: adminTls(config), authPass, unicastSrcIp: parsed.srcIp, checkScript, notifyScript, stateDir: state, source: parsed.config });
+  const conf = renderKeepalivedConf(ha, { admin, adminTls: Boolean(config.admin?.tls), authPass, unicastSrcIp: parsed.srcIp, checkScript, notifyScript, stateDir: state, source: parsed.config });
   if (parsed.stdout) {
     out.write(authPass === undefined ? conf : conf.replace(/auth_pass \S+/g, 'auth_pass ********'));
     return 0;
@@ -177,7 +172,7 @@ function render(parsed: Parsed, out: Out, err: Out): number {
   try {
     // The conf holds the VRRP secret: readable by root (keepalived) only.
     writeAtomic(confPath, conf, 0o600);
-    writeAtomic(checkScript, renderCheckScript({ admin, adminTls: adminTls(config), node: process.execPath }), 0o755);
+    writeAtomic(checkScript, renderCheckScript({ admin, adminTls: Boolean(config.admin?.tls), node: process.execPath }), 0o755);
     writeAtomic(notifyScript, renderNotifyScript({ stateDir: state, auditLog: parsed.auditLog ?? DEFAULT_AUDIT_LOG, checkScript }), 0o755);
     mkdirSync(state, { recursive: true, mode: 0o755 });
   } catch (error) {

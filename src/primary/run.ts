@@ -17,7 +17,7 @@ import { SlotAllocator } from './slots';
 import { snapshot, type ServerStatus, type ServiceStatus } from './status';
 import { startAdminServer, type AdminServer } from '../admin/server';
 import { haSelfInfo } from '../admin/sync';
-import { peerStatus, syncIfDrifted } from '../ha/client';
+import { peerOptionsFor, peerStatus, syncIfDrifted } from '../ha/client';
 import { SlowStart } from './slow-start';
 import { AccessLogSink } from '../observe/access-log';
 import { LatencyBook } from '../observe/latency';
@@ -161,7 +161,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     log.info({ source, config_hash: configHash, virtual_services: config.virtual_services.length }, 'config reloaded');
     if (config.ha?.auto_sync && !source.startsWith('ha sync')) {
       // Push the new config to the peer (it validates and reloads, or refuses); failures are logged, not fatal.
-      void syncIfDrifted(config.ha, text, config).then(
+      void syncIfDrifted(config.ha, text, config, undefined, peerOptionsFor(config)).then(
         (answer) => log.info({ answer }, 'ha auto_sync'),
         (error: Error) => log.warn({ err: error.message }, 'ha auto_sync failed'),
       );
@@ -218,7 +218,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   let peerCache: unknown = null;
   const refreshPeer = () => {
     const ha = supervisor.config.ha;
-    if (ha) void peerStatus(ha).then((info) => (peerCache = info), (error: Error) => (peerCache = { error: error.message }));
+    if (ha) void peerStatus(ha, undefined, peerOptionsFor(supervisor.config)).then((info) => (peerCache = info), (error: Error) => (peerCache = { error: error.message }));
   };
   refreshPeer();
   const peerTimer = setInterval(refreshPeer, 5000).unref();

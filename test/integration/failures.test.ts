@@ -141,9 +141,11 @@ test('an invalid server response gives 502 CLB_BAD_RESPONSE and the client conne
   assert.equal(raw.received.length, 2, 'the bad connection was not reused');
 });
 
-test('a GET on a kept-alive connection the server closed meanwhile is retried on a fresh one', async (t) => {
-  // Deterministic stale connection: the server answers the first request then silently
-  // closes the connection when the next request arrives, without answering it.
+/**
+ * A deterministic stale keep-alive connection: the server answers the first request on its
+ * first connection, then closes that connection when the next request arrives, unanswered.
+ */
+async function staleAfterFirst(t: TestContext) {
   const raw = await startRawBackend((socket, index) => {
     let requests = 0;
     socket.on('data', () => {
@@ -153,6 +155,11 @@ test('a GET on a kept-alive connection the server closed meanwhile is retried on
     });
   });
   t.after(() => raw.close());
+  return raw;
+}
+
+test('a GET on a kept-alive connection the server closed meanwhile is retried on a fresh one', async (t) => {
+  const raw = await staleAfterFirst(t);
   const lb = await proxyTo(t, [{ address: raw.address }]);
   assert.equal((await request(lb.port)).status, 200);
   const second = await request(lb.port);
@@ -162,15 +169,7 @@ test('a GET on a kept-alive connection the server closed meanwhile is retried on
 });
 
 test('a POST on a reused connection that the server closes is not replayed (RFC 9112 §9.3.1)', async (t) => {
-  const raw = await startRawBackend((socket, index) => {
-    let requests = 0;
-    socket.on('data', () => {
-      requests++;
-      if (index === 0 && requests === 2) socket.destroy();
-      else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-    });
-  });
-  t.after(() => raw.close());
+  const raw = await staleAfterFirst(t);
   const lb = await proxyTo(t, [{ address: raw.address }]);
   assert.equal((await request(lb.port)).status, 200);
   const post = await request(lb.port, { method: 'POST', body: 'order', headers: { 'content-length': 5 } });

@@ -47,6 +47,8 @@ export interface AdminContext {
   /** Re-reads and applies the config file; the running config is kept when it is invalid. */
   reload(source: string): Promise<ReloadResult>;
   threadRestarts(): number;
+  /** Request-path invariant violations by kind (state/invariants.ts); all 0 unless carelb has a bug. */
+  invariants(): Record<string, number>;
   /** The HA pair: this node and the peer (cached, refreshed every few seconds); null without `ha:`. */
   ha(): { self: unknown; peer: unknown } | null;
 }

@@ -138,6 +138,9 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
   x.add('carelb_start_time_seconds', 'gauge', 'Start time of carelb, seconds since the Unix epoch.', {}, Math.floor(ctx.startedAt / 1000));
   x.add('carelb_workers', 'gauge', 'Data-plane threads.', {}, ctx.workers);
   x.add('carelb_thread_restarts_total', 'counter', 'Data-plane threads replaced after dying.', {}, ctx.threadRestarts());
+  for (const [kind, count] of Object.entries(ctx.invariants())) {
+    x.add('carelb_invariant_violations_total', 'counter', 'Request-path invariant violations caught by the threads, by kind (0 unless carelb has a bug).', { kind }, count);
+  }
   x.add('carelb_admin_unauthorized_total', 'counter', 'Admin requests refused for a missing or wrong token.', {}, extras.unauthorized);
 
   const services = ctx.status();

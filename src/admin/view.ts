@@ -48,6 +48,8 @@ export interface StatusView {
   workers: number;
   config_hash: string;
   thread_restarts: number;
+  /** Request-path invariant violations by kind; every count is 0 unless carelb has a bug. */
+  invariants: Record<string, number>;
   virtual_services: ServiceView[];
 }
 
@@ -85,6 +87,7 @@ export function statusView(ctx: AdminContext, now = Date.now()): StatusView {
     workers: ctx.workers,
     config_hash: ctx.configHash(),
     thread_restarts: ctx.threadRestarts(),
+    invariants: ctx.invariants(),
     ha: ctx.ha(),
     virtual_services: ctx.status().map((service) => ({
       name: service.name,

@@ -14,7 +14,7 @@ import { createLogger, type Logger } from '../observe/log';
 import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, type SharedViews } from '../state/layout';
 import { applyPlan, createSharedFor } from './shared-state';
 import { SlotAllocator } from './slots';
-import { snapshot, type ServerStatus, type ServiceStatus } from './status';
+import { invariantCounts, snapshot, type ServerStatus, type ServiceStatus } from './status';
 import { startAdminServer, type AdminServer } from '../admin/server';
 import { haSelfInfo } from '../admin/sync';
 import { peerOptionsFor, peerStatus, syncIfDrifted } from '../ha/client';
@@ -211,6 +211,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     },
     reload,
     threadRestarts: () => supervisor.restarts,
+    invariants: () => invariantCounts(shared),
     ha: () => (supervisor.config.ha ? { self: haSelfInfo(admin, options.configPath), peer: peerCache } : null),
   };
 

@@ -8,6 +8,7 @@ import { ERROR_NAMES } from '../errors';
 import { ADMIN_DRAIN, ADMIN_HALT, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_UP, sumOverThreads, type SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { SERVER_STATS, VS_STATS, type ServerStat, type VsStat } from '../state/stats';
+import { INVARIANT_KINDS, type InvariantKind } from '../state/invariants';
 
 export interface ServerStatus {
   name: string;
@@ -50,4 +51,9 @@ export function snapshot(config: Config, plan: SlotPlan, shared: SharedViews): S
       };
     }),
   }));
+}
+
+/** Invariant violations by kind, summed over threads (every count should be 0). */
+export function invariantCounts(shared: SharedViews): Record<InvariantKind, number> {
+  return Object.fromEntries(INVARIANT_KINDS.map((kind, i) => [kind, sumOverThreads(shared, (t) => shared.layout.invariant(t, i))])) as Record<InvariantKind, number>;
 }

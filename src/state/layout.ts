@@ -6,12 +6,15 @@
  * Part 1, server slots (Int32, read and written with Atomics by every thread): one 64-byte
  * cache line per server (stride 16 Int32s) so two servers' hot counters never share a line.
  * Part 2, per-thread statistics (Float64): each thread adds only to its own region (a single
- * writer, so plain `+=` is safe and cheap); the primary sums the regions to report. A thread
+ * writer, so plain `+=` is safe and cheap); the primary sums the regions to report. A region
+ * holds the server counters, the virtual-service counters and errors, then the invariant
+ * violation counts (state/invariants.ts). A thread
  * that replaces a dead one takes over its region, so counts are never lost.
  *
  * No I/O here: the primary lays the buffer out, threads receive it with their task.
  */
 import { ERROR_NAMES } from '../errors';
+import { INVARIANT_KINDS } from './invariants';
 import { SERVER_STATS, VS_STATS } from './stats';
 
 export const SLOT_STRIDE = 16;
@@ -45,13 +48,15 @@ export class SharedLayout {
   readonly threadStride: number;
   readonly vsStatsBase: number;
   readonly vsErrorsBase: number;
+  readonly invariantsBase: number;
   readonly serverBytes: number;
 
   constructor(readonly shape: LayoutShape) {
     this.serverBytes = shape.serverCapacity * SLOT_STRIDE * 4;
     this.vsStatsBase = shape.serverCapacity * SERVER_STATS.length;
     this.vsErrorsBase = this.vsStatsBase + shape.vsCapacity * VS_STATS.length;
-    this.threadStride = this.vsErrorsBase + shape.vsCapacity * ERROR_NAMES.length;
+    this.invariantsBase = this.vsErrorsBase + shape.vsCapacity * ERROR_NAMES.length;
+    this.threadStride = this.invariantsBase + INVARIANT_KINDS.length;
   }
 
   byteLength(): number {
@@ -74,6 +79,11 @@ export class SharedLayout {
 
   vsError(thread: number, vsSlot: number, error: number): number {
     return thread * this.threadStride + this.vsErrorsBase + vsSlot * ERROR_NAMES.length + error;
+  }
+
+  /** Index in the Float64 stats view of a thread's count of one invariant's violations. */
+  invariant(thread: number, kind: number): number {
+    return thread * this.threadStride + this.invariantsBase + kind;
   }
 }
 

@@ -37,6 +37,10 @@ export const ERRORS = define({
   QUEUE_FULL: { code: 'CLB_QUEUE_FULL', status: 503, reason: 'Service Unavailable', message: 'every server is at its connection limit and the queue is full' },
   QUEUE_TIMEOUT: { code: 'CLB_QUEUE_TIMEOUT', status: 503, reason: 'Service Unavailable', message: 'every server stayed at its connection limit' },
   SHUTTING_DOWN: { code: 'CLB_SHUTTING_DOWN', status: 503, reason: 'Service Unavailable', message: 'carelb is shutting down' },
+  /** An exception inside carelb on this request's path (a bug): only this request failed, the thread goes on. */
+  INTERNAL: { code: 'CLB_INTERNAL', status: 502, reason: 'Bad Gateway', message: 'carelb failed to handle this request' },
+  /** A chunked request body where the virtual service refuses them (chunked_requests: refuse). */
+  LENGTH_REQUIRED: { code: 'CLB_LENGTH_REQUIRED', status: 411, reason: 'Length Required', message: 'send the request body with a Content-Length' },
 });
 
 export type ErrorName = keyof typeof ERRORS;

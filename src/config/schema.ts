@@ -206,6 +206,13 @@ const virtualService = z
     deny_action: z.enum(['403', 'close']).default('403'),
     /** Proxies (CIDR) whose PROXY protocol address and X-Forwarded-For are believed. */
     trusted_proxies: z.array(cidr).default([]),
+    /**
+     * Chunked request bodies: allow, or refuse with 411. uWS v20.30 mis-sizes chunks that
+     * carry extensions, so behind another proxy that shares connections between clients a
+     * chunked body could swallow someone else's request. Default: refuse when
+     * trusted_proxies is set (carelb is behind a proxy), allow otherwise.
+     */
+    chunked_requests: z.enum(['allow', 'refuse']).optional(),
     /** Per client address, across all threads: a token bucket; beyond it 429 with Retry-After. */
     rate_limit: z
       .object({
@@ -273,7 +280,8 @@ const virtualService = z
       if (seen.has(s.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers', i, 'name'], message: `duplicate server name "${s.name}"` });
       seen.add(s.name);
     });
-  });
+  })
+  .transform((vs) => ({ ...vs, chunked_requests: vs.chunked_requests ?? (vs.trusted_proxies.length > 0 ? ('refuse' as const) : ('allow' as const)) }));
 
 export const configSchema = z
   .object({

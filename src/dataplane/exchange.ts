@@ -1,15 +1,36 @@
 /**
- * One proxied request: client request in through uWS, a server picked, the request written
- * to a pooled connection, the response streamed back; retries, timeouts and aborts.
+ * One proxied request, from the uWS handler to the last byte of its answer. Thread-local.
  *
- * Rules this file keeps (see DESIGN.md, hot path):
- * - the uWS response is never touched after onAborted, end, or a tryEnd that completed;
- * - request body chunks are copied (uWS detaches its ArrayBuffer when onData returns, and a
- *   socket write may complete later), response body slices go to uWS as they are;
- * - the server's in-flight counter is incremented once per attempt and decremented exactly
- *   once, whatever happens (`releaseServer`);
- * - nothing throws out of here: a failure ends this request with an error response and a
- *   counter, and the thread keeps serving.
+ * Each exchange has one explicit `phase`; every change goes through `enter()`, which checks
+ * it against the table below and counts a violation for any other (state/invariants.ts):
+ *
+ *     Admitted ──► Queued ◄──────────┐ (a retry that must wait)
+ *        │           │               │
+ *        └───────────┴──► AwaitingServer ─► Streaming ⇄ ClientBlocked ─► Flushing
+ *                           ▲   │  (retry)     │              │              │
+ *                           └───┘              ▼              ▼              ▼
+ *        any phase before Done/Failed ───────► Failed        Done ◄──────────┘
+ *                                                             ▲
+ *        Admitted / Queued (fallback answer) ─────────────────┘
+ *
+ * - Admitted: the request head is copied; nothing sent yet.
+ * - Queued: every eligible server is at max_conns; waiting in the service's queue.
+ * - AwaitingServer: holds +1 on a server's in-flight counter and a connection; the request is
+ *   being written (the body may still be arriving) and the response head is awaited.
+ * - Streaming: the response head arrived; body bytes flow from the server to the client.
+ * - ClientBlocked: the client could not take more; reading the server is paused.
+ * - Flushing: the server's response is complete (its connection is back in the pool), the
+ *   last bytes wait for the client.
+ * - Done: answered completely. Failed: carelb's own error answer, a cut, or the client left.
+ *
+ * Invariants kept here, each counted when broken: an exchange is answered or failed exactly
+ * once (`answered_twice`); every in-flight increment has exactly one decrement
+ * (`inflight_unbalanced`); a transition outside the table is a bug (`illegal_transition`).
+ *
+ * The parts live in their own modules: RequestBody (upload, replay, client pause),
+ * ResponseWriter (response to uWS with backpressure), retry.ts (when to send again).
+ * Every callback from uWS or a socket is guarded: an exception fails this exchange only
+ * (502 CLB_INTERNAL, or a cut) and the thread keeps serving.
  */
 import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, type ErrorName } from '../errors';
@@ -19,83 +40,96 @@ import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from
 import type { RequestInfo } from './request-head';
 import type { FallbackResponse, ServerRuntime, ServiceRuntime } from './service';
 import { STATUS_CODES as STATUS_TEXT } from 'node:http';
+import { RequestBody } from './request-body';
+import { ResponseWriter, type WriterListener } from './response-writer';
+import { retryFor } from './retry';
+import { describeThrown, FaultPoint, injectFault } from './faults';
 
-/** Request bodies up to this size are kept until the response starts, so the request can be replayed. */
-const REPLAY_LIMIT = 64 * 1024;
-const LAST_CHUNK = Buffer.from('0\r\n\r\n');
-const CRLF = Buffer.from('\r\n');
-
-/** RFC 9110 §9.2.2 idempotent methods. */
-function isIdempotent(method: string): boolean {
-  return method === 'GET' || method === 'HEAD' || method === 'PUT' || method === 'DELETE' || method === 'OPTIONS' || method === 'TRACE';
+export const enum Phase {
+  Admitted,
+  Queued,
+  AwaitingServer,
+  Streaming,
+  ClientBlocked,
+  Flushing,
+  Done,
+  Failed,
 }
 
-export class Exchange implements UpstreamSink {
+const PHASE_NAMES = ['Admitted', 'Queued', 'AwaitingServer', 'Streaming', 'ClientBlocked', 'Flushing', 'Done', 'Failed'];
+
+const bit = (...phases: Phase[]): number => phases.reduce((mask, phase) => mask | (1 << phase), 0);
+
+/** Allowed next phases, by phase (a bit per phase). */
+const NEXT: readonly number[] = [
+  /* Admitted */ bit(Phase.Queued, Phase.AwaitingServer, Phase.Done, Phase.Failed),
+  /* Queued */ bit(Phase.AwaitingServer, Phase.Done, Phase.Failed),
+  /* AwaitingServer */ bit(Phase.AwaitingServer, Phase.Queued, Phase.Streaming, Phase.Failed),
+  /* Streaming */ bit(Phase.ClientBlocked, Phase.Done, Phase.Failed),
+  /* ClientBlocked */ bit(Phase.Streaming, Phase.Flushing, Phase.Done, Phase.Failed),
+  /* Flushing */ bit(Phase.Done, Phase.Failed),
+  /* Done */ 0,
+  /* Failed */ 0,
+];
+
+/** The client-side listener an exchange belongs to: in-flight accounting and whether its connections must close. */
+export interface ClientListener {
+  /** Replaced by a new listener (new certificates): each response closes its connection. */
+  readonly lingering: boolean;
+  exchangeStarted(): void;
+  exchangeEnded(): void;
+}
+
+export class Exchange implements UpstreamSink, WriterListener {
+  phase = Phase.Admitted;
   private server: ServerRuntime | null = null;
+  /** The server whose in-flight counter this exchange holds +1 on, or null. */
+  private held: ServerRuntime | null = null;
   private connection: UpstreamConnection | null = null;
-  /** True while this exchange holds +1 on `server`'s in-flight counter. */
-  private holdsServer = false;
-  /** Body chunks sent so far, kept while small so a retry can resend them; null once given up. */
-  private replay: Buffer[] | null = [];
-  private replayBytes = 0;
-  private bodyDone: boolean;
-  private clientPaused = false;
+  private readonly body: RequestBody;
+  private readonly writer: ResponseWriter;
   private connectRetried = false;
   private staleRetried = false;
-  /** The client response has begun (status written): errors can only close the connection now. */
-  private responding = false;
-  /** The client response is complete or the client is gone: `res` must not be touched. */
-  private resDone = false;
-  private ended = false;
+  /** Content-Length of the response being relayed (-1: chunked or close-delimited). */
   private contentLength = -1;
-  /** Response body bytes uWS did not take yet (backpressure), copied, and their body offset. */
-  private tail: Buffer | null = null;
-  private tailOffset = 0;
-  /** Body bytes uWS has taken so far (its write offset, tracked here to save a native call). */
-  private bodyOffset = 0;
-  private readonly bodyless: boolean;
+  /** Deadlines (ms since epoch; 0 = none): server inactivity, request body idle, queue wait. */
   deadline = 0;
+  private bodyDeadline = 0;
+  private queueDeadline = 0;
   private readonly startedAt = performance.now();
   private sentAt = 0;
   private headAt = 0;
   /** Status the client got (0: none, the connection was cut). */
   private status = 0;
   private errorCode: string | null = null;
+  /** Why it failed, for the access log (never sent to the client). */
+  private errorDetail: string | null = null;
   private bytesOut = 0;
-  /** While the request body is expected: when it is considered stalled. */
-  private bodyDeadline = 0;
-  private bodyBytes = 0;
-  /** While waiting in the queue for a server below max_conns. */
-  private queueDeadline = 0;
 
   constructor(
     private readonly vs: ServiceRuntime,
     private readonly res: HttpResponse,
     private readonly request: RequestInfo,
-    /** Close the client connection after this response (its listener was replaced). */
-    private readonly closeAfter = false,
+    private readonly listener: ClientListener,
+    /** Test-only fault injection point (faults.ts); None in production. */
+    private readonly faultAt: FaultPoint = FaultPoint.None,
   ) {
-    this.bodyless = request.method === 'HEAD';
-    this.bodyDone = !request.chunked && request.contentLength <= 0;
-    if (!this.bodyDone) this.bodyDeadline = Date.now() + vs.config.timeouts.client_body_idle;
+    this.writer = new ResponseWriter(res, this);
+    this.body = new RequestBody(res, this.writer, request.chunked, request.chunked || request.contentLength > 0);
+    if (!this.body.done) this.bodyDeadline = Date.now() + vs.config.timeouts.client_body_idle;
     vs.active.add(this);
+    listener.exchangeStarted();
     vs.views.stats[vs.statBase + V.requests]++;
   }
 
   /** Starts the exchange: called once from the uWS handler after onAborted/onData are attached. */
   start(): void {
-    if (this.vs.closing) {
-      this.fail('SHUTTING_DOWN');
-      return;
+    try {
+      if (this.vs.closing) return this.fail('SHUTTING_DOWN');
+      if (!this.tryStart()) this.enqueue(null);
+    } catch (error) {
+      this.fault(error);
     }
-    if (this.tryStart()) return;
-    // Every server that could take it is at max_conns: wait in this thread's queue.
-    if (this.vs.queue.length >= this.vs.config.max_queue) {
-      this.fail('QUEUE_FULL');
-      return;
-    }
-    this.queueDeadline = Date.now() + this.vs.config.timeouts.queue;
-    this.vs.queue.push(this);
   }
 
   /**
@@ -103,338 +137,323 @@ export class Exchange implements UpstreamSink {
    * the eligible servers are all at max_conns. Called by start() and by the queue.
    */
   tryStart(): boolean {
-    if (this.ended) return true;
-    const local = this.vs.balancer.pick(-1, this.request.client);
-    if (local !== -1) return this.sendTo(this.vs.servers[local], false);
-    if (this.vs.anyServerFull()) return false;
-    this.queueDeadline = 0;
-    if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
-    else if (this.vs.fallbackResponse !== null) this.answerFallback(this.vs.fallbackResponse);
-    else this.fail('NO_SERVER');
+    // Only a request not yet sent can start; anything else is done with the queue.
+    if (this.phase !== Phase.Admitted && this.phase !== Phase.Queued) return true;
+    try {
+      const local = this.vs.balancer.pick(-1, this.request.client);
+      if (local !== -1) return this.sendTo(this.vs.servers[local], false);
+      if (this.vs.anyServerFull()) return false;
+      if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
+      else if (this.vs.fallbackResponse !== null) this.answerFallback(this.vs.fallbackResponse);
+      else this.fail('NO_SERVER');
+    } catch (error) {
+      this.fault(error);
+    }
     return true;
+  }
+
+  /** Done or Failed: nothing more happens to this exchange. */
+  get isOver(): boolean {
+    return this.phase >= Phase.Done;
   }
 
   // ---- client side (uWS callbacks) ----
 
   /** uWS onData: a piece of the request body. */
   onClientData(chunk: ArrayBuffer, isLast: boolean): void {
-    if (this.ended) return;
-    const size = chunk.byteLength;
-    if (size > 0) {
-      this.bodyBytes += size;
-      const maxBody = this.vs.config.limits.max_body;
-      if (maxBody > 0 && this.bodyBytes > maxBody) {
-        this.fail('BODY_TOO_LARGE'); // a chunked body that outgrew the limit while streaming
-        return;
+    if (this.isOver) return;
+    try {
+      if (this.faultAt === FaultPoint.RequestBody) injectFault(this.faultAt);
+      const connection = this.connection;
+      const copy = this.body.accept(chunk, isLast, connection === null);
+      if (copy !== null) {
+        const maxBody = this.vs.config.limits.max_body;
+        if (maxBody > 0 && this.body.received > maxBody) return this.fail('BODY_TOO_LARGE'); // a chunked body that outgrew the limit
+        this.vs.views.stats[this.vs.statBase + V.bytes_in] += copy.length;
+        if (this.server !== null) this.vs.views.stats[this.server.statBase + S.bytes_in] += copy.length;
       }
-      const copy = Buffer.allocUnsafe(size);
-      copy.set(new Uint8Array(chunk));
-      this.vs.views.stats[this.vs.statBase + V.bytes_in] += size;
-      if (this.server !== null) this.vs.views.stats[this.server.statBase + S.bytes_in] += size;
-      if (this.replay !== null) {
-        this.replayBytes += size;
-        if (this.connection === null) {
-          // Waiting for a server (queue): keep everything, but stop reading the client past the limit.
-          this.replay.push(copy);
-          if (this.replayBytes > REPLAY_LIMIT && !this.clientPaused) {
-            this.clientPaused = true;
-            this.res.pause();
-          }
-        } else if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);
-        else this.replay = null;
-      }
-      if (this.connection !== null) {
-        this.writeBodyChunk(this.connection, copy);
+      this.bodyDeadline = isLast ? 0 : Date.now() + this.vs.config.timeouts.client_body_idle;
+      if (connection !== null) {
+        this.body.forward(connection, copy);
         // The server timeout counts inactivity: a long upload is activity.
         if (this.deadline !== 0) this.deadline = Date.now() + this.vs.config.timeouts.server;
       }
-    }
-    if (isLast) {
-      this.bodyDone = true;
-      this.bodyDeadline = 0;
-    } else {
-      this.bodyDeadline = Date.now() + this.vs.config.timeouts.client_body_idle;
-    }
-    if (isLast) {
-      if (this.request.chunked && this.connection !== null) this.connection.socket.write(LAST_CHUNK);
+    } catch (error) {
+      this.fault(error);
     }
   }
 
-  /** uWS onAborted: the client connection is gone. */
+  /** uWS onAborted: the client connection is gone (also called by our own res.close()). */
   onClientAborted(): void {
-    // Also called synchronously by our own res.close() in fail(), which has already finished the response.
-    const alreadyDone = this.resDone;
-    this.resDone = true;
-    if (this.ended || alreadyDone) return;
-    this.errorCode = ERRORS.CLIENT_ABORTED.code;
-    this.vs.views.stats[this.vs.statBase + V.client_aborts]++;
-    countError(this.vs, 'CLIENT_ABORTED');
-    this.dropConnection();
-    this.end();
+    this.writer.abandon();
+    if (this.isOver) return;
+    try {
+      this.errorCode = ERRORS.CLIENT_ABORTED.code;
+      this.vs.views.stats[this.vs.statBase + V.client_aborts]++;
+      countError(this.vs, 'CLIENT_ABORTED');
+      this.dropConnection();
+      this.enter(Phase.Failed);
+    } catch (error) {
+      this.fault(error);
+    }
   }
 
   // ---- server side (UpstreamSink) ----
 
-  onResponseHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void {
-    this.replay = null; // the server has answered: no replay from here on
-    this.headAt = performance.now();
-    this.status = status;
-    if (this.resDone) return;
-    this.deadline = Date.now() + this.vs.config.timeouts.server;
-    this.responding = true;
-    this.contentLength = contentLength;
-    const stats = this.vs.views.stats;
-    const klass = statusClassOffset(status);
-    stats[this.vs.statBase + V.responses_1xx + klass]++;
-    if (this.server) {
-      stats[this.server.statBase + S.responses_1xx + klass]++;
-      this.server.noteResponse(status);
-    }
-    const res = this.res;
-    this.unpauseClient();
-    if (bodyless) {
-      this.resDone = true;
-      // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the
-      // Content-Length it would have had. uWS's endWithoutBody(length) waits for that many
-      // bytes and then drops the connection, so the length goes in the header block instead.
-      const keepsLength = contentLength >= 0 && status !== 204 && status !== 304;
-      res.writeStatus(statusLine + headerBlock + (keepsLength ? `\r\nContent-Length: ${contentLength}` : ''));
-      res.endWithoutBody();
-      return;
-    }
-    res.writeStatus(headerBlock === '' ? statusLine : statusLine + headerBlock);
-    if (contentLength === 0) {
-      this.resDone = true;
-      res.end('', this.closeClient());
+  onResponseHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void {
+    if (this.isOver) return;
+    try {
+      if (this.faultAt === FaultPoint.ResponseHead) injectFault(this.faultAt);
+      this.body.dropReplay(); // the server has answered: no replay from here on
+      this.headAt = performance.now();
+      this.status = status;
+      this.contentLength = contentLength;
+      this.deadline = Date.now() + this.vs.config.timeouts.server;
+      const stats = this.vs.views.stats;
+      const klass = statusClassOffset(status);
+      stats[this.vs.statBase + V.responses_1xx + klass]++;
+      if (this.server) {
+        stats[this.server.statBase + S.responses_1xx + klass]++;
+        this.server.noteResponse(status);
+      }
+      this.enter(Phase.Streaming);
+      this.body.releaseClient();
+      // Whether the response finishes here or later, the client is told now whether it may reuse its connection.
+      this.writer.begin(status, head, contentLength, bodyless, this.closeClient());
+      // A bodyless or empty response completes in the parser right after this head.
+    } catch (error) {
+      this.fault(error);
     }
   }
 
   onResponseBody(chunk: Buffer): void {
-    if (this.resDone && this.tail === null) return;
-    const size = chunk.length;
-    this.bytesOut += size;
-    this.deadline = Date.now() + this.vs.config.timeouts.server;
-    this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
-    if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
-    if (this.contentLength >= 0) this.writeSizedBody(chunk);
-    else if (!this.res.write(chunk)) this.waitForClient();
+    if (this.isOver || this.writer.finished) return; // client gone or answered: the rest is dropped
+    try {
+      if (this.faultAt === FaultPoint.ResponseBody) injectFault(this.faultAt);
+      const size = chunk.length;
+      this.bytesOut += size;
+      this.deadline = Date.now() + this.vs.config.timeouts.server;
+      this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
+      if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
+      // The write that finishes the response must find the client flowing (uWS leaves a paused socket stuck).
+      if (this.contentLength >= 0 && this.bytesOut >= this.contentLength) this.body.releaseClient();
+      if (!this.writer.body(chunk)) this.waitForClient();
+    } catch (error) {
+      this.fault(error);
+    }
   }
 
   onResponseComplete(): void {
-    this.releaseServer();
-    this.connection = null;
-    if (!this.resDone && this.contentLength < 0) {
-      // Chunked or close-delimited body: uWS ends its own chunked encoding.
-      this.resDone = true;
-      this.res.end('', this.closeClient());
+    try {
+      // The connection has detached itself and resumed reading; it is the pool's again.
+      this.connection = null;
+      this.releaseServer();
+      if (this.isOver) return;
+      this.body.releaseClient();
+      if (this.writer.complete()) this.enter(Phase.Done);
+      else this.enter(Phase.Flushing);
+    } catch (error) {
+      this.fault(error);
     }
-    if (this.tail === null) this.end();
   }
 
   onUpstreamFailure(phase: FailurePhase, code: FailureCode, reason: string): void {
-    const server = this.server;
-    const connection = this.connection;
-    this.connection = null;
-    this.releaseServer();
-    if (this.ended || server === null) return;
-    const stats = this.vs.views.stats;
-    if (phase === 'connect') {
-      stats[server.statBase + S.connect_failures]++;
-      server.noteFailure(reason);
-      // Nothing reached the server: any method may go to another server, once.
-      if (!this.connectRetried && this.canReplay()) {
-        this.connectRetried = true;
-        const other = this.vs.balancer.pick(server.local, this.request.client);
-        if (other !== -1) {
-          stats[server.statBase + S.retries]++;
-          this.sendTo(this.vs.servers[other], false);
-          return;
-        }
-      }
-      stats[server.statBase + S.failures]++;
-      if (code === 'tls') this.fail('UPSTREAM_TLS', reason); // the client is told why (e.g. "certificate has expired")
-      else this.fail(code === 'connect-timeout' ? 'CONNECT_TIMEOUT' : 'CONNECT_FAILED');
-      return;
+    try {
+      this.failAttempt(phase, code, reason);
+    } catch (error) {
+      this.fault(error);
     }
-    if (phase === 'before-response' && code === 'closed' && connection !== null && connection.responses > 0) {
-      // RFC 9112 §9.3.1: a kept-alive connection the server had already closed. Idempotent
-      // requests are retried on a fresh connection to the same server.
-      if (!this.staleRetried && isIdempotent(this.request.method) && this.canReplay()) {
-        this.staleRetried = true;
-        stats[server.statBase + S.retries]++;
-        this.sendTo(server, true);
-        return;
-      }
-    }
-    stats[server.statBase + S.failures]++;
-    server.noteFailure(reason);
-    this.fail(code === 'bad-response' ? 'BAD_RESPONSE' : 'SERVER_CLOSED');
+  }
+
+  onUpstreamFault(error: unknown): void {
+    this.connection = null; // the connection destroyed itself
+    this.fault(error);
   }
 
   onUpstreamDrain(): void {
-    if (this.clientPaused && !this.resDone) {
-      this.clientPaused = false;
-      this.res.resume();
+    try {
+      if (!this.isOver) this.body.onServerDrain();
+    } catch (error) {
+      this.fault(error);
     }
   }
 
+  /** Called by the server connection around the parsing of each read (not guarded here: the connection guards it). */
   runCorked(work: () => void): void {
-    if (this.resDone) work();
-    else this.res.cork(work);
+    if (this.faultAt === FaultPoint.UpstreamRead) injectFault(this.faultAt);
+    if (this.writer.finished) return work();
+    this.res.cork(() => {
+      work();
+      // The head of a response whose body did not come in this read goes out now.
+      if (!this.writer.finished && !this.isOver && !this.writer.endOfRead()) this.waitForClient();
+    });
+  }
+
+  // ---- client writable again (WriterListener, from uWS onWritable) ----
+
+  onClientWritable(): void {
+    try {
+      if (this.phase !== Phase.ClientBlocked) return;
+      this.enter(Phase.Streaming);
+      if (this.connection !== null) {
+        this.connection.resumeReading();
+        this.deadline = Date.now() + this.vs.config.timeouts.server;
+      }
+    } catch (error) {
+      this.fault(error);
+    }
+  }
+
+  onClientFlushed(): void {
+    try {
+      if (this.phase === Phase.Flushing || this.phase === Phase.ClientBlocked) this.enter(Phase.Done);
+    } catch (error) {
+      this.fault(error);
+    }
   }
 
   /** Sweep: enforce the body, queue and server timeouts. */
   checkDeadline(now: number): void {
-    if (this.ended) return;
-    if (this.bodyDeadline !== 0 && now >= this.bodyDeadline) {
-      this.fail('BODY_TIMEOUT');
-      return;
-    }
-    if (this.queueDeadline !== 0 && now >= this.queueDeadline) {
-      this.fail('QUEUE_TIMEOUT');
-      return;
-    }
-    if (this.deadline !== 0 && now >= this.deadline && !this.ended) {
-      if (this.server) {
-        this.vs.views.stats[this.server.statBase + S.failures]++;
-        this.server.noteFailure('timeout');
+    if (this.isOver) return;
+    try {
+      if (this.bodyDeadline !== 0 && now >= this.bodyDeadline) return this.fail('BODY_TIMEOUT');
+      if (this.queueDeadline !== 0 && now >= this.queueDeadline) return this.fail('QUEUE_TIMEOUT');
+      if (this.deadline !== 0 && now >= this.deadline) {
+        if (this.server) {
+          this.vs.views.stats[this.server.statBase + S.failures]++;
+          this.server.noteFailure('timeout');
+        }
+        this.fail('SERVER_TIMEOUT');
       }
-      this.dropConnection();
-      this.fail('SERVER_TIMEOUT');
+    } catch (error) {
+      this.fault(error);
     }
   }
 
   // ---- internals ----
 
+  /**
+   * Moves to `next`; a move from a terminal phase (a second answer) or outside the table is
+   * counted as a violation. Entering Done or Failed does the end-of-exchange bookkeeping.
+   */
+  private enter(next: Phase): void {
+    const from = this.phase;
+    if (from >= Phase.Done) {
+      this.vs.invariants.count('answered_twice');
+      return;
+    }
+    if ((NEXT[from] & (1 << next)) === 0) this.vs.invariants.count('illegal_transition');
+    this.phase = next;
+    if (next >= Phase.Done) this.finish();
+  }
+
   /** Takes a place on `server` and writes the request; false when another thread filled its max_conns first. */
   private sendTo(server: ServerRuntime, fresh: boolean): boolean {
-    const before = Atomics.add(this.vs.views.servers, server.inflightIndex, 1);
-    if (server.config.max_conns > 0 && before >= server.config.max_conns) {
-      Atomics.sub(this.vs.views.servers, server.inflightIndex, 1);
-      return false;
-    }
+    if (this.held !== server && !this.takeServer(server)) return false;
     this.queueDeadline = 0;
     this.server = server;
-    this.holdsServer = true;
     this.sentAt = performance.now();
     this.vs.views.stats[server.statBase + S.requests]++;
     const connection = fresh ? server.pool.connectFresh() : server.pool.acquire();
     this.connection = connection;
     this.deadline = Date.now() + this.vs.config.timeouts.server;
-    connection.attach(this, this.bodyless);
-    const socket = connection.socket;
-    if (this.replayBytes === 0 && !this.request.chunked) {
-      socket.write(this.request.head); // the common case: one write, no cork
-      return true;
-    }
-    socket.cork();
-    socket.write(this.request.head);
-    if (this.replay !== null) for (const chunk of this.replay) this.writeBodyChunk(connection, chunk);
-    if (this.bodyDone && this.request.chunked) socket.write(LAST_CHUNK);
-    socket.uncork();
-    if (this.replayBytes > REPLAY_LIMIT) this.replay = null; // held only while waiting; too big to replay
-    if (this.clientPaused && socket.writableLength === 0 && !this.resDone) {
-      this.clientPaused = false;
-      this.res.resume();
-    }
+    this.enter(Phase.AwaitingServer);
+    connection.attach(this, this.request.method === 'HEAD');
+    this.body.sendTo(connection, this.request.head);
     return true;
   }
 
-  private writeBodyChunk(connection: UpstreamConnection, chunk: Buffer): void {
-    const socket = connection.socket;
-    let ok: boolean;
-    if (this.request.chunked) {
-      socket.cork();
-      socket.write(`${chunk.length.toString(16)}\r\n`);
-      socket.write(chunk);
-      ok = socket.write(CRLF);
-      socket.uncork();
-    } else {
-      ok = socket.write(chunk);
+  /** +1 on the server's in-flight counter, unless it is at max_conns. */
+  private takeServer(server: ServerRuntime): boolean {
+    const slots = this.vs.views.servers;
+    const before = Atomics.add(slots, server.inflightIndex, 1);
+    if (server.config.max_conns > 0 && before >= server.config.max_conns) {
+      Atomics.sub(slots, server.inflightIndex, 1);
+      return false;
     }
-    if (!ok && !this.clientPaused && !this.resDone) {
-      // The server reads slower than the client sends: stop reading the client.
-      this.clientPaused = true;
-      this.res.pause();
-    }
+    if (this.held !== null) this.releaseServer();
+    this.held = server;
+    return true;
   }
 
-  /** Content-Length body: tryEnd lets uWS write Content-Length and tells us what it could not send. */
-  private writeSizedBody(chunk: Buffer): void {
-    if (this.tail !== null) {
-      // Still waiting on the client: keep the rest in order behind what is pending.
-      this.tail = Buffer.concat([this.tail, chunk]);
+  /** Releases the held in-flight place (at most once per take) and lets a queued exchange have it. */
+  private releaseServer(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    Atomics.sub(this.vs.views.servers, held.inflightIndex, 1);
+    if (this.vs.queue.size > 0) this.vs.pumpQueue();
+  }
+
+  /** Waits in the service queue; `failure` is what the client gets when the queue is full. */
+  private enqueue(failure: ErrorName | null): void {
+    if (this.vs.queue.size >= this.vs.config.max_queue) return this.fail(failure ?? 'QUEUE_FULL');
+    this.queueDeadline = Date.now() + this.vs.config.timeouts.queue;
+    this.deadline = 0;
+    this.enter(Phase.Queued);
+    this.vs.queue.add(this);
+  }
+
+  /** A failed attempt on the server connection: retry (retry.ts) or fail the request. */
+  private failAttempt(phase: FailurePhase, code: FailureCode, reason: string): void {
+    const server = this.server;
+    const connection = this.connection;
+    this.connection = null;
+    if (this.isOver || server === null) return this.releaseServer();
+    const stats = this.vs.views.stats;
+    if (phase === 'connect') {
+      stats[server.statBase + S.connect_failures]++;
+      server.noteFailure(reason);
+    }
+    const retry = retryFor({
+      phase,
+      code,
+      reused: connection !== null && connection.responses > 0,
+      method: this.request.method,
+      replayable: this.body.replayable,
+      connectRetried: this.connectRetried,
+      staleRetried: this.staleRetried,
+    });
+    if (retry === 'same-server') {
+      // Keeps its place on the server: a queued exchange must not take it in between.
+      this.staleRetried = true;
+      stats[server.statBase + S.retries]++;
+      this.sendTo(server, true);
       return;
     }
-    const offset = this.bodyOffset;
-    const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
-    if (done) {
-      this.resDone = true;
-    } else if (ok) {
-      this.bodyOffset += chunk.length;
-    } else {
-      this.tail = Buffer.from(chunk); // copy: the read buffer is reused
-      this.tailOffset = offset;
-      this.waitForClient();
+    if (retry === 'other-server') {
+      this.connectRetried = true;
+      const other = this.vs.balancer.pick(server.local, this.request.client);
+      if (other !== -1) {
+        stats[server.statBase + S.retries]++;
+        this.releaseServer();
+        // Another thread (or the queue this release just pumped) may have filled it: then wait, never strand.
+        if (!this.sendTo(this.vs.servers[other], false)) this.enqueue(connectFailure(code));
+        return;
+      }
     }
+    this.releaseServer();
+    stats[server.statBase + S.failures]++;
+    if (phase !== 'connect') server.noteFailure(reason);
+    this.errorDetail = reason;
+    if (phase === 'connect') this.fail(connectFailure(code));
+    else this.fail(code === 'bad-response' ? 'BAD_RESPONSE' : 'SERVER_CLOSED');
   }
 
   /** Backpressure from the client: stop reading the server until uWS can write again. */
   private waitForClient(): void {
-    this.connection?.socket.pause();
+    if (this.phase === Phase.Streaming) this.enter(Phase.ClientBlocked);
+    this.connection?.pauseReading();
     this.deadline = 0; // a slow client is not a slow server
-    this.res.onWritable((offset) => this.onClientWritable(offset));
-  }
-
-  private onClientWritable(offset: number): boolean {
-    if (this.resDone && this.tail === null) return true;
-    if (this.tail !== null) {
-      const [ok, done] = this.res.tryEnd(this.tail.subarray(offset - this.tailOffset), this.contentLength);
-      if (done) {
-        this.resDone = true;
-        this.tail = null;
-        if (this.connection === null) this.end();
-        return true;
-      }
-      if (!ok) return false;
-      this.bodyOffset = this.tailOffset + this.tail.length;
-      this.tail = null;
-    }
-    if (this.connection !== null) {
-      this.connection.socket.resume();
-      this.deadline = Date.now() + this.vs.config.timeouts.server;
-    }
-    return true;
   }
 
   /**
-   * A client paused for upload backpressure must be resumed before its response ends: uWS
-   * leaves a paused socket stuck once the response is done.
-   */
-  private unpauseClient(): void {
-    if (this.clientPaused) {
-      this.clientPaused = false;
-      this.res.resume();
-    }
-  }
-
-  /**
-   * Whether the client connection must close after this response: during shutdown, and when
-   * the request body was not read to its end (the rest would be taken for the next request).
+   * Whether the client connection must close after this response: during shutdown, when its
+   * listener was replaced (new certificates), and when the request body was not read to its
+   * end (the rest would be taken for the next request).
    */
   private closeClient(): boolean {
-    return this.vs.closing || this.closeAfter || !this.bodyDone;
-  }
-
-  private canReplay(): boolean {
-    return this.replay !== null;
-  }
-
-  private releaseServer(): void {
-    if (!this.holdsServer) return;
-    this.holdsServer = false;
-    Atomics.sub(this.vs.views.servers, this.server!.inflightIndex, 1);
-    if (this.vs.queue.length > 0) this.vs.pumpQueue();
+    return this.vs.closing || this.listener.lingering || !this.body.done;
   }
 
   /** Destroys the server connection (never reused) and releases the server. */
@@ -445,24 +464,59 @@ export class Exchange implements UpstreamSink {
     this.releaseServer();
   }
 
-  /** Ends the request with carelb's own error response, or closes the client if it already began. */
+  /** Ends the request with carelb's own error response, or cuts the client if its response began. */
   private fail(name: ErrorName, detail?: string): void {
+    if (this.isOver) return this.vs.invariants.count('answered_twice');
     this.errorCode = ERRORS[name].code;
+    if (detail !== undefined) this.errorDetail = detail;
     this.dropConnection();
-    if (!this.resDone) {
-      this.resDone = true;
-      if (this.responding) {
-        this.res.close(); // a partial response cannot be turned into an error: cut it so the client sees it was incomplete
-      } else {
-        this.status = ERRORS[name].status;
-        this.unpauseClient();
-        respondError(this.vs, this.res, name, this.closeClient(), this.bodyless, detail);
-        this.end();
+    const writer = this.writer;
+    if (writer.started) {
+      // A partial response cannot turn into an error: cut it so the client sees it was incomplete.
+      countError(this.vs, name);
+      this.enter(Phase.Failed);
+      writer.cut();
+      return;
+    }
+    this.enter(Phase.Failed);
+    if (writer.finished) {
+      countError(this.vs, name); // the client is already gone
+      return;
+    }
+    this.status = ERRORS[name].status;
+    this.body.releaseClient();
+    writer.finished = true;
+    respondError(this.vs, this.res, name, this.closeClient(), this.request.method === 'HEAD');
+  }
+
+  /**
+   * An exception on this exchange's path (a bug): fail it alone with 502 CLB_INTERNAL (or a
+   * cut), count and report it. Must not throw: a second exception only cuts the client.
+   */
+  fault(error: unknown): void {
+    try {
+      this.vs.events.report('fault', `request ${this.request.method} ${this.request.target}: ${describeThrown(error)}`);
+      const connection = this.connection;
+      this.connection = null;
+      connection?.destroy();
+      if (this.isOver) {
+        countError(this.vs, 'INTERNAL');
+        this.releaseServer();
         return;
       }
+      this.fail('INTERNAL');
+    } catch {
+      try {
+        this.releaseServer();
+        if (!this.writer.finished) {
+          this.writer.finished = true;
+          this.res.close();
+        }
+        if (!this.isOver) this.enter(Phase.Failed);
+      } catch {
+        /* nothing more can be done for this request; the thread goes on */
+      }
     }
-    countError(this.vs, name);
-    this.end();
   }
 
   /** `fallback:` local answer when no server is up (still counted as CLB_NO_SERVER). */
@@ -471,28 +525,32 @@ export class Exchange implements UpstreamSink {
     this.errorCode = ERRORS.NO_SERVER.code;
     countError(this.vs, 'NO_SERVER');
     this.vs.views.stats[this.vs.statBase + V.responses_1xx + statusClassOffset(fallback.status)]++;
-    this.resDone = true;
-    this.unpauseClient();
+    this.body.releaseClient();
+    this.writer.finished = true;
     const res = this.res;
     const close = this.closeClient();
+    this.enter(Phase.Done);
     res.cork(() => {
       res.writeStatus(`${fallback.status} ${STATUS_TEXT[fallback.status] ?? 'Unavailable'}`).writeHeader('content-type', fallback.contentType).writeHeader('x-carelb-error', ERRORS.NO_SERVER.code);
       if (fallback.retryAfter !== null) res.writeHeader('retry-after', fallback.retryAfter);
       res.end(fallback.body, close);
     });
-    this.end();
   }
 
-
-  private end(): void {
-    if (this.ended) return;
-    this.ended = true;
+  /** End-of-exchange bookkeeping, once, on entering Done or Failed. */
+  private finish(): void {
     this.deadline = 0;
     this.bodyDeadline = 0;
     this.queueDeadline = 0;
-    this.tail = null;
-    this.replay = null;
+    this.body.dropReplay();
+    if (this.held !== null && this.connection === null) {
+      // Every path releases before it ends; one that did not is a bug, repaired here.
+      this.vs.invariants.count('inflight_unbalanced');
+      this.releaseServer();
+    }
+    this.vs.queue.delete(this);
     this.vs.active.delete(this);
+    this.listener.exchangeEnded();
     this.vs.onExchangeEnded();
     this.observe();
   }
@@ -509,13 +567,23 @@ export class Exchange implements UpstreamSink {
       client: this.request.client,
       method: this.request.method,
       target: this.request.target,
-      status: this.status,
-      bytesIn: this.bodyBytes,
+      status: this.phase === Phase.Done || this.status !== 0 ? this.status : 0,
+      bytesIn: this.body.received,
       bytesOut: this.bytesOut,
       totalMs: now - this.startedAt,
       upstreamMs: this.headAt === 0 || this.sentAt === 0 ? null : this.headAt - this.sentAt,
       error: this.errorCode,
+      detail: this.errorDetail,
       tls: this.vs.proto === 'https',
     });
   }
+
+  /** For debugging and tests: the phase by name. */
+  get phaseName(): string {
+    return PHASE_NAMES[this.phase];
+  }
+}
+
+function connectFailure(code: FailureCode): ErrorName {
+  return code === 'tls' ? 'UPSTREAM_TLS' : code === 'connect-timeout' ? 'CONNECT_TIMEOUT' : 'CONNECT_FAILED';
 }

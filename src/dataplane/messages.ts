@@ -32,6 +32,8 @@ export type FromThread =
   | { type: 'listening'; slot: number }
   | { type: 'listen-failed'; slot: number; service: string; address: string }
   | { type: 'crashed'; slot: number; error: string }
+  /** A throttled line for the log (faults.ts): `suppressed` like it were dropped since the last one. */
+  | { type: 'report'; slot: number; kind: string; message: string; suppressed: number }
   /** Latency histograms and access-log lines of the last interval. */
   | { type: 'observe'; slot: number; batch: ObserveBatch }
   /** Passive detection marked server `serverSlot` down. */

@@ -33,6 +33,8 @@ export interface AccessRecord {
   totalMs: number;
   upstreamMs: number | null;
   error: string | null;
+  /** Why carelb failed the request (e.g. the server's TLS error), for operators; never sent to the client. */
+  detail: string | null;
   tls: boolean;
 }
 
@@ -66,7 +68,8 @@ export class ThreadObserver {
       `{"time":"${new Date().toISOString()}","vs":${JSON.stringify(record.vs)},"server":${record.server === null ? 'null' : JSON.stringify(record.server)},` +
       `"client":${JSON.stringify(record.client)},"method":${JSON.stringify(record.method)},"path":${JSON.stringify(path)},"status":${record.status},` +
       `"bytes_in":${record.bytesIn},"bytes_out":${record.bytesOut},"duration_ms":${record.totalMs.toFixed(3)},` +
-      `"upstream_ms":${record.upstreamMs === null ? 'null' : record.upstreamMs.toFixed(3)},"error":${record.error === null ? 'null' : `"${record.error}"`},"tls":${record.tls}}`;
+      `"upstream_ms":${record.upstreamMs === null ? 'null' : record.upstreamMs.toFixed(3)},"error":${record.error === null ? 'null' : `"${record.error}"`},` +
+      `${record.detail === null ? '' : `"detail":${JSON.stringify(record.detail)},`}"tls":${record.tls}}`;
     this.lines.push(line);
     if (this.lines.length >= LOG_BATCH_LINES) this.flushLines();
   }

@@ -13,13 +13,6 @@ import { Frontend } from './frontend';
 import type { RateTable } from '../state/rate-table';
 import { ServiceRuntime, type ThreadEvents } from './service';
 
-/**
- * How long a listener replaced on reload keeps serving its open connections. uWS closes idle
- * keep-alive connections after ~10 s, and each request on a lingering listener closes its
- * connection after the response, so by then nothing should be left.
- */
-const LINGER_MS = 30_000;
-
 export class DataPlane {
   private readonly frontends = new Map<string, Frontend>();
   /** Runtimes replaced by a reload, kept until their in-flight exchanges end. */
@@ -123,15 +116,17 @@ export class DataPlane {
     if (old.active.size > 0) this.retiring.add(old);
   }
 
-  /** Keeps a replaced listener's connections served for LINGER_MS, then closes what is left. */
+  /**
+   * Keeps a replaced listener's connections served on the new runtime: each closes after its
+   * next response, and the listener closes what is left once nothing is in flight on it
+   * (Frontend.linger). In-flight requests are never cut.
+   */
   private linger(old: Frontend, runtime: ServiceRuntime): void {
-    old.stopListening();
-    old.lingering = true;
     old.current = runtime;
     this.lingeringFrontends.add(old);
-    setTimeout(() => {
+    old.linger(() => {
       if (this.lingeringFrontends.delete(old)) old.close();
-    }, LINGER_MS).unref();
+    });
   }
 
   private readonly lingeringFrontends = new Set<Frontend>();

@@ -3,7 +3,9 @@
  *
  * Runs inside the uWS request handler (the HttpRequest is only valid there). uWS hands header
  * names lowercased and has already rejected the worst framing (CL + TE together). Headers are
- * collected through one module-level callback, so copying a request allocates no closure.
+ * collected through one module-level callback, so copying a request allocates no closure, and
+ * every syntax check is a char-code test against a lookup table: no regular expression runs
+ * per request (DESIGN.md, hot path rules).
  *
  * RFC 9110 §7.6.1: Connection and the fields it names, Keep-Alive, Proxy-Connection, TE,
  * Trailer, Upgrade are hop-by-hop and removed; Transfer-Encoding and Content-Length are
@@ -28,6 +30,13 @@ const HOP_BY_HOP = new Set([
   'x-forwarded-host',
   'x-forwarded-port',
 ]);
+
+/**
+ * Fields a `Connection` header can never remove: Host (an HTTP/1.1 request needs it), and the
+ * fields carelb frames or sets itself. RFC 9110 §7.6.1 lets a proxy keep such fields; HAProxy
+ * and NGINX do.
+ */
+const NEVER_NOMINATED = new Set(['host', 'content-length', 'transfer-encoding', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port']);
 
 /** What the exchange needs to know about the request besides its head text. */
 export interface RequestInfo {
@@ -64,11 +73,53 @@ let encodingFields = 0;
 let hostFields = 0;
 let malformed = '';
 
-/** RFC 9110 §5.6.2 token (uWS lowercases names, so no capitals here). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** RFC 9110 §5.6.2 tchar, as a lookup table (1 = allowed). */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
+for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
+
+/** Whether `text` is a non-empty run of tchars. */
+function isToken(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
 /** Control characters other than HTAB are not allowed in field values (RFC 9110 §5.5). */
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
-/** Names already checked: they repeat from request to request, a Set lookup is cheaper than the regex. */
+function hasControl(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/** Origin-form target: visible ASCII, no fragment (RFC 9112 §3.2). */
+function isOriginForm(target: string): boolean {
+  if (target.charCodeAt(0) !== 0x2f /* / */) return false;
+  for (let i = 1; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f || c === 0x23 /* # */) return false;
+  }
+  return true;
+}
+
+/** Plain digits, 1 to 15 of them: the only Content-Length carelb accepts (RFC 9110 §8.6). */
+function isDecimal(text: string): boolean {
+  if (text.length === 0 || text.length > 15) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/** Names already checked: they repeat from request to request, a Set lookup is cheaper than the scan. */
 const knownNames = new Set<string>();
 
 /** One uWS header callback per field; the framing fields are kept aside, one pass over the head. */
@@ -76,10 +127,10 @@ function collectHeader(name: string, value: string): void {
   headerCount++;
   headerBytes += name.length + value.length + 4;
   if (!knownNames.has(name)) {
-    if (!TOKEN.test(name)) malformed = `invalid header name ${JSON.stringify(name)}`;
+    if (!isToken(name)) malformed = `invalid header name ${JSON.stringify(name)}`;
     else if (knownNames.size < 4096) knownNames.add(name);
   }
-  if (value.length > 0 && BAD_VALUE.test(value)) malformed = `control character in header ${name}`;
+  if (value.length > 0 && hasControl(value)) malformed = `control character in header ${name}`;
   if (!HOP_BY_HOP.has(name)) {
     if (name === 'host') {
       host = value;
@@ -109,9 +160,23 @@ function collectHeader(name: string, value: string): void {
 }
 
 const COMMON_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
-const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Origin-form target: visible ASCII, no fragment (RFC 9112 §3.2). */
-const BAD_TARGET = /[^\x21-\x7e]|#/;
+
+/** Whether `encoding` is exactly the `chunked` coding, ignoring case and surrounding whitespace. */
+function isChunkedOnly(encoding: string): boolean {
+  let start = 0;
+  let end = encoding.length;
+  while (start < end && (encoding.charCodeAt(start) === 0x20 || encoding.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (encoding.charCodeAt(end - 1) === 0x20 || encoding.charCodeAt(end - 1) === 0x09)) end--;
+  if (end - start !== 7) return false;
+  const CHUNKED = 'chunked';
+  for (let i = 0; i < 7; i++) if ((encoding.charCodeAt(start + i) | 0x20) !== CHUNKED.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Whether `method` is a token (RFC 9110 §9.1); the common ones skip the scan. */
+function isMethod(method: string): boolean {
+  return COMMON_METHODS.has(method) || isToken(method);
+}
 
 /**
  * Request framing a server could read differently from carelb (RFC 9112 §6, request
@@ -122,22 +187,25 @@ const BAD_TARGET = /[^\x21-\x7e]|#/;
  */
 function framingProblem(method: string, target: string, length: string, encoding: string): string {
   if (lengthConflict) return 'differing Content-Length fields';
-  if (lengthFields === 1 && !/^\d{1,15}$/.test(length)) return 'invalid Content-Length';
+  if (lengthFields === 1 && !isDecimal(length)) return 'invalid Content-Length';
   if (encodingFields > 1) return 'several Transfer-Encoding fields';
-  if (encodingFields === 1 && encoding.trim().toLowerCase() !== 'chunked') return 'unsupported Transfer-Encoding';
+  if (encodingFields === 1 && !isChunkedOnly(encoding)) return 'unsupported Transfer-Encoding';
   if (hostFields > 1) return 'several Host fields';
-  if (!COMMON_METHODS.has(method) && !METHOD.test(method)) return 'invalid method';
-  if (target[0] !== '/' || BAD_TARGET.test(target)) return 'invalid request target';
+  if (!isMethod(method)) return 'invalid method';
+  if (!isOriginForm(target)) return 'invalid request target';
   return '';
 }
 
-/** RFC 9110 §7.6.1: removes the fields a Connection header names (rare, so not on the fast path). */
+/**
+ * RFC 9110 §7.6.1: removes the fields a Connection header names (rare, so not on the fast
+ * path), except those in NEVER_NOMINATED.
+ */
 function withoutNominated(lines: string, connectionValue: string): string {
   const names = connectionValue
     .toLowerCase()
     .split(',')
     .map((token) => token.trim())
-    .filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive');
+    .filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && !NEVER_NOMINATED.has(token));
   if (names.length === 0) return lines;
   return lines
     .split('\r\n')

@@ -1,7 +1,8 @@
 /**
  * carelb's own error answers, from the one error catalogue: status, a short text body, the
  * `x-carelb-error` code header; counted per virtual service. Used before an exchange exists
- * (limits, access control, rate limits) and by exchanges that fail.
+ * (limits, access control, rate limits) and by exchanges that fail. Bodies never carry
+ * internal detail (a server's TLS error, a stack): that goes to the logs.
  */
 import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, errorIndex, type ErrorName } from '../errors';
@@ -15,7 +16,8 @@ export function countError(vs: ServiceRuntime, name: ErrorName): void {
 
 /**
  * Answers with error `name`. `close`: close the connection after it (a request whose body was
- * not read, or a limit that makes the rest of the connection untrustworthy).
+ * not read, or a limit that makes the rest of the connection untrustworthy). `detail`: what
+ * was wrong with the client's own request (a 400), never internal detail.
  */
 export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, close: boolean, head: boolean, detail?: string, headers?: [string, string][]): void {
   const error = ERRORS[name];
@@ -31,19 +33,35 @@ export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorN
 }
 
 /**
- * Refuses a request from inside the uWS handler and closes its connection. The answer is
- * written on the next turn of the loop, not in the handler: uWS v20.30 goes on parsing
- * requests it has already read after `end(…, close)`, so a request pipelined behind a
- * refused one (a smuggling attempt) would be handled. With the answer pending, uWS closes the
- * connection when it meets that pipelined request instead — nothing behind a refusal is served.
+ * Refuses a request that was read completely and framed soundly (403, 429): answered now,
+ * inside the handler, and the connection stays open, as NGINX does. A rate-limited client
+ * that had to reconnect (and re-handshake TLS) for every refusal would turn the limit into a
+ * CPU amplifier. A Content-Length body not read yet is discarded by uWS, which frames it.
  */
-export function refuse(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, head: boolean, detail?: string, headers?: [string, string][]): void {
+export function refuseKeepingConnection(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, head: boolean, headers?: [string, string][]): void {
+  respondError(vs, res, name, false, head, undefined, headers);
+}
+
+/**
+ * Refuses a request after which the connection cannot be trusted (400, 411, 413 on an unread
+ * body, 414, 431) and closes it. The answer is written on the next turn of the loop, not in
+ * the handler: uWS v20.30 goes on parsing requests it has already read after `end(…, close)`,
+ * so a request pipelined behind a refused one (a smuggling attempt) would be handled. With the
+ * answer pending, uWS closes the connection when it meets that pipelined request instead —
+ * nothing behind a refusal is served.
+ */
+export function refuseAndClose(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, head: boolean, detail?: string, headers?: [string, string][]): void {
   let aborted = false;
   res.onAborted(() => {
     aborted = true;
     countError(vs, name);
   });
   setImmediate(() => {
-    if (!aborted) respondError(vs, res, name, true, head, detail, headers);
+    if (aborted) return;
+    try {
+      respondError(vs, res, name, true, head, detail, headers);
+    } catch (error) {
+      vs.events.report('fault', `refusal ${ERRORS[name].code}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    }
   });
 }

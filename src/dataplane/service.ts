@@ -11,7 +11,8 @@ import { ServerPool } from '../upstream/pool';
 import { backendTlsConfig, backendTlsOptions } from '../upstream/tls-options';
 import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import type { Exchange } from './exchange';
+import type { ClientListener, Exchange } from './exchange';
+import type { InvariantCounter } from '../state/invariants';
 import { Admission } from './admission';
 import type { ThreadObserver } from './observe';
 import type { Histogram } from 'hdr-histogram-js';
@@ -32,6 +33,10 @@ export interface ThreadEvents {
   passiveDown(slot: number, reason: string): void;
   /** Latency histograms and access-log batches of this thread. */
   readonly observer: ThreadObserver;
+  /** A line for the primary's log, at most one per `kind` a second (faults.ts ThrottledReporter). */
+  report(kind: string, message: string): void;
+  /** This thread's invariant violation counters (state/invariants.ts). */
+  readonly invariants: InvariantCounter;
 }
 
 export class ServerRuntime {
@@ -65,6 +70,8 @@ export class ServerRuntime {
       idleMs: vsConfig.timeouts.upstream_idle,
       maxIdle: vsConfig.max_idle_per_server,
       tls: backendTlsOptions(vsConfig, config),
+      invariants: events.invariants,
+      onFault: (error) => events.report('fault', `server connection of ${config.name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
     });
   }
 
@@ -129,13 +136,19 @@ export class ServiceRuntime {
   readonly errorBase: number;
   readonly proto: string;
   /** The uWS request handler for this service: proxy, or redirect to https. */
-  readonly handle: (res: HttpResponse, req: HttpRequest, closeAfter: boolean) => void;
+  readonly handle: (res: HttpResponse, req: HttpRequest, listener: ClientListener) => void;
   readonly portText: string;
   /** Where requests go when no server is up: a fallback server, a local answer, or neither. */
   readonly fallbackServer: ServerRuntime | null = null;
   readonly fallbackResponse: FallbackResponse | null = null;
-  /** Exchanges of this thread waiting for a server below its max_conns (FIFO). */
-  readonly queue: Exchange[] = [];
+  /**
+   * Exchanges of this thread waiting for a server below its max_conns, in arrival order (a
+   * Set iterates in insertion order): one that ends while waiting leaves at once, so it never
+   * counts against max_queue.
+   */
+  readonly queue = new Set<Exchange>();
+  /** This thread's invariant violation counters. */
+  readonly invariants: InvariantCounter;
   /** Client address, access lists, rate limits. */
   readonly admission: Admission;
   /** Exchanges not yet finished, for timeouts and shutdown. */
@@ -162,6 +175,7 @@ export class ServiceRuntime {
       return new ServerRuntime(server, local, slot, config, views, thread, events);
     });
     this.admission = new Admission(config, rates);
+    this.invariants = events.invariants;
     const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };
     this.balancer = createBalancer(config.balance, table, config.persistence, config.servers.map((s) => s.name));
     const fallback = config.fallback;
@@ -179,7 +193,7 @@ export class ServiceRuntime {
     this.statBase = views.layout.vsStat(thread, plan.slot, 0);
     this.errorBase = views.layout.vsError(thread, plan.slot, 0);
     this.proto = config.tls ? 'https' : 'http';
-    this.handle = config.redirect_https ? (res, req) => redirectToHttps(this, res, req) : (res, req, closeAfter) => proxyRequest(this, res, req, closeAfter);
+    this.handle = config.redirect_https ? (res, req) => redirectToHttps(this, res, req) : (res, req, listener) => proxyRequest(this, res, req, listener);
     this.portText = String(config.listen.port);
   }
 
@@ -188,16 +202,25 @@ export class ServiceRuntime {
     for (const server of this.servers) server.sweep(now);
     this.fallbackServer?.sweep(now);
     for (const exchange of this.active) exchange.checkDeadline(now);
-    if (this.queue.length > 0) this.pumpQueue();
+    if (this.queue.size > 0) this.pumpQueue();
   }
 
-  /** Starts queued exchanges while servers have room (in order), dropping those that ended. */
+  /** Starts queued exchanges while servers have room, in order; stops at the first that must go on waiting. */
   pumpQueue(): void {
-    while (this.queue.length > 0) {
-      if (!this.queue[0].tryStart()) return;
-      this.queue.shift();
+    // A start can release a server and so call back here: one pump at a time.
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (const exchange of this.queue) {
+        if (!exchange.tryStart()) return;
+        this.queue.delete(exchange);
+      }
+    } finally {
+      this.pumping = false;
     }
   }
+
+  private pumping = false;
 
   /** Whether a server could take requests but is at its max_conns (so waiting makes sense). */
   anyServerFull(): boolean {

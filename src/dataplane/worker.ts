@@ -15,6 +15,8 @@ import type { FromThread, ServeTask, ToThread } from './messages';
 import { DataPlane } from './plane';
 import { ThreadObserver } from './observe';
 import { RateTable } from '../state/rate-table';
+import { InvariantCounter } from '../state/invariants';
+import { ThrottledReporter } from './faults';
 
 const SWEEP_INTERVAL_MS = 100;
 
@@ -33,9 +35,13 @@ export default async function serve(task: ServeTask): Promise<string> {
   const send = (message: FromThread) => port.postMessage(message);
   const uws: Uws = loadNativeUws();
   const observer = new ThreadObserver((batch) => send({ type: 'observe', slot, batch }));
-  const plane = new DataPlane(uws, mapShared(task.shared, task.shape), slot, {
+  const views = mapShared(task.shared, task.shape);
+  const reporter = new ThrottledReporter((kind, message, suppressed) => send({ type: 'report', slot, kind, message, suppressed }));
+  const plane = new DataPlane(uws, views, slot, {
     passiveDown: (serverSlot, reason) => send({ type: 'passive-down', slot, serverSlot, reason }),
     observer,
+    report: (kind, message) => reporter.report(kind, message),
+    invariants: new InvariantCounter(views.stats, views.layout.invariant(slot, 0)),
   }, new RateTable(task.rates));
   send({ type: 'started', slot, tid: threadId() });
 

@@ -177,6 +177,11 @@ export class Supervisor {
       case 'crashed':
         this.log.error({ slot: message.slot, err: message.error }, 'data-plane thread crashed');
         break;
+      case 'report':
+        // Faults are bugs (the request got 502 CLB_INTERNAL, the thread went on): error level.
+        if (message.kind === 'fault') this.log.error({ slot: message.slot, kind: message.kind, suppressed: message.suppressed, err: message.message }, 'request failed on an internal error (CLB_INTERNAL)');
+        else this.log.warn({ slot: message.slot, kind: message.kind, suppressed: message.suppressed, detail: message.message }, 'data-plane report');
+        break;
     }
   }
 }

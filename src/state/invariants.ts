@@ -24,3 +24,16 @@ export const INVARIANT_KINDS = [
 export type InvariantKind = (typeof INVARIANT_KINDS)[number];
 
 export const INVARIANT = Object.fromEntries(INVARIANT_KINDS.map((kind, i) => [kind, i])) as Record<InvariantKind, number>;
+
+/** Counts violations into one thread's region of the shared stats (a single writer: plain `+=`). */
+export class InvariantCounter {
+  constructor(
+    private readonly stats: Float64Array,
+    /** Index of this thread's first invariant counter (SharedLayout.invariant(thread, 0)). */
+    private readonly base: number,
+  ) {}
+
+  count(kind: InvariantKind): void {
+    this.stats[this.base + INVARIANT[kind]]++;
+  }
+}

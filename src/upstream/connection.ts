@@ -6,6 +6,14 @@
  * copies whatever it cannot send at once. The connection is attached to at most one
  * exchange at a time; it reports to it through `UpstreamSink` and never outlives a protocol
  * error (a connection that saw anything odd is destroyed, not reused).
+ *
+ * Reading can be paused by the attached exchange (its client is slower than the server).
+ * That pause belongs to the attachment: when the response completes, the connection resumes
+ * reading itself before it goes back to the pool, whatever the exchange still has to write
+ * to its client (issue 11: a paused socket handed to the next request hung it until 504).
+ *
+ * Every socket callback is guarded: an exception fails the attached exchange (its sink hears
+ * `onUpstreamFault`) and destroys this connection; it never reaches the thread.
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -22,8 +30,10 @@ function isTlsFailure(error: NodeJS.ErrnoException): boolean {
 
 /** What an exchange (one proxied request) hears from its server connection. */
 export interface UpstreamSink {
-  onResponseHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void;
+  /** See ResponseEvents.onHead. */
+  onResponseHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void;
   onResponseBody(chunk: Buffer): void;
+  /** The response is complete; the connection is no longer this exchange's. */
   onResponseComplete(): void;
   /**
    * The connection failed before the response completed. `phase`: 'connect' (never
@@ -31,8 +41,14 @@ export interface UpstreamSink {
    * (the response had started). `reason` is for logs.
    */
   onUpstreamFailure(phase: FailurePhase, code: FailureCode, reason: string): void;
+  /** An exception escaped the connection's own code while this sink was attached (a bug). */
+  onUpstreamFault(error: unknown): void;
   onUpstreamDrain(): void;
-  /** Runs `work` with the client response corked, so a read's writes leave in one syscall. */
+  /**
+   * Runs `work` (the parsing of one read) with the client response corked, so a read's
+   * writes leave in one syscall; the sink finishes the read's writes after it (a response
+   * head not yet written goes out at the end of the read that brought it).
+   */
   runCorked(work: () => void): void;
 }
 
@@ -42,6 +58,8 @@ export interface ConnectionOwner {
   release(connection: UpstreamConnection): void;
   /** The connection is gone (closed by either side). */
   forget(connection: UpstreamConnection): void;
+  /** An exception escaped a socket callback while no exchange was attached (a bug): report it. */
+  fault(error: unknown): void;
   /** Last TLS session from this server, offered on the next connect (resumption). */
   tlsSession: Buffer | null;
 }
@@ -62,6 +80,14 @@ export class UpstreamConnection implements ResponseEvents {
   idle = false;
   /** Deadline (ms since epoch) while connecting, 0 otherwise. */
   connectDeadline = 0;
+  /**
+   * The whole request (head and body) has been handed to the socket. A response that ends
+   * before that (the server answered early) leaves the server expecting more body bytes, so
+   * the connection cannot carry another request.
+   */
+  requestSent = false;
+  /** Reading paused by the attached exchange (client backpressure). */
+  private readingPaused = false;
   private completed = false;
   private closed = false;
 
@@ -93,16 +119,17 @@ export class UpstreamConnection implements ResponseEvents {
       });
       this.socket.on('connect', () => this.onConnect());
     }
-    this.socket.on('error', (error: NodeJS.ErrnoException) => this.onSocketClosed(error));
-    this.socket.on('end', () => this.onServerEnd());
-    this.socket.on('close', () => this.onSocketClosed(null));
-    this.socket.on('drain', () => this.sink?.onUpstreamDrain());
+    this.socket.on('error', (error: NodeJS.ErrnoException) => this.guarded(this.onSocketClosed, error));
+    this.socket.on('end', () => this.guarded(this.onServerEnd, null));
+    this.socket.on('close', () => this.guarded(this.onSocketClosed, null));
+    this.socket.on('drain', () => this.guarded(this.onDrain, null));
   }
 
-  /** Binds an exchange; the caller then writes the request. */
+  /** Binds an exchange; the caller then writes the request and calls markRequestSent when all of it is written. */
   attach(sink: UpstreamSink, bodyless: boolean): void {
     this.sink = sink;
     this.completed = false;
+    this.requestSent = false;
     this.parser.expect(bodyless);
   }
 
@@ -120,8 +147,42 @@ export class UpstreamConnection implements ResponseEvents {
     sink?.onUpstreamFailure('connect', 'connect-timeout', 'connect timeout');
   }
 
+  /** Stops reading the server until resumeReading (the attached exchange's client is blocked). */
+  pauseReading(): void {
+    if (this.readingPaused || this.closed) return;
+    this.readingPaused = true;
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (!this.readingPaused) return;
+    this.readingPaused = false;
+    if (!this.closed) this.socket.resume();
+  }
+
+  /** Whether reading is paused (the pool checks it: a pooled connection must be flowing). */
+  get isPaused(): boolean {
+    return this.readingPaused || this.socket.isPaused();
+  }
+
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Runs a socket event handler; an exception fails the attached exchange, never the thread. */
+  private guarded(handler: (this: UpstreamConnection, error: NodeJS.ErrnoException | null) => void, error: NodeJS.ErrnoException | null): void {
+    try {
+      handler.call(this, error);
+    } catch (thrown) {
+      this.fault(thrown);
+    }
+  }
+
+  private fault(error: unknown): void {
+    const sink = this.sink;
+    this.destroy();
+    if (sink) sink.onUpstreamFault(error);
+    else this.owner.fault(error);
   }
 
   private onConnect(): void {
@@ -129,17 +190,26 @@ export class UpstreamConnection implements ResponseEvents {
     this.connectDeadline = 0;
   }
 
+  private onDrain(): void {
+    this.sink?.onUpstreamDrain();
+  }
+
   private onRead(buffer: Buffer, bytes: number): boolean {
-    const sink = this.sink;
-    if (!sink) {
-      // An idle connection that speaks unasked: the server is broken or closing. Drop it.
-      this.destroy();
-      return false;
+    try {
+      const sink = this.sink;
+      if (!sink) {
+        // An idle connection that speaks unasked: the server is broken or closing. Drop it.
+        this.destroy();
+        return false;
+      }
+      this.readChunk = bytes === buffer.length ? buffer : buffer.subarray(0, bytes);
+      sink.runCorked(this.parseReadChunk);
+      this.readChunk = EMPTY;
+      if (this.completed) this.afterResponse();
+    } catch (error) {
+      this.readChunk = EMPTY;
+      this.fault(error);
     }
-    this.readChunk = bytes === buffer.length ? buffer : buffer.subarray(0, bytes);
-    sink.runCorked(this.parseReadChunk);
-    this.readChunk = EMPTY;
-    if (this.completed) this.afterResponse();
     return true;
   }
 
@@ -150,8 +220,8 @@ export class UpstreamConnection implements ResponseEvents {
   };
 
   // ResponseEvents: the parser reports, the connection forwards to its exchange.
-  onHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void {
-    this.sink?.onResponseHead(status, statusLine, headerBlock, contentLength, bodyless);
+  onHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void {
+    this.sink?.onResponseHead(status, head, contentLength, bodyless);
   }
 
   onBody(chunk: Buffer): void {
@@ -163,6 +233,9 @@ export class UpstreamConnection implements ResponseEvents {
     this.responses++;
     const sink = this.sink;
     this.sink = null;
+    // The exchange's pause ends with its response: the connection must flow again before
+    // anyone else gets it, whatever the exchange still owes its client.
+    this.resumeReading();
     sink?.onResponseComplete();
   }
 
@@ -175,7 +248,7 @@ export class UpstreamConnection implements ResponseEvents {
   /** Called after the read that completed a response has been fully parsed. */
   private afterResponse(): void {
     this.completed = false;
-    if (this.parser.keepAlive && this.parser.idle && !this.closed) this.owner.release(this);
+    if (this.parser.keepAlive && this.parser.idle && this.requestSent && !this.closed) this.owner.release(this);
     else this.destroy();
   }
 

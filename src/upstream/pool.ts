@@ -2,8 +2,13 @@
  * Per-thread pool of keep-alive connections to one server. LIFO reuse keeps the most
  * recently used (warmest) connections busy and lets the others age out after `idleMs`.
  * Owned and called by one data-plane thread only.
+ *
+ * A connection enters the idle list only if it is detached, flowing (not paused) and has
+ * nothing unfinished on it (DESIGN.md invariants). The checks run at every release; one
+ * that fails counts a violation and the connection is destroyed instead of pooled.
  */
 import type * as tls from 'node:tls';
+import type { InvariantCounter } from '../state/invariants';
 import { UpstreamConnection, type ConnectionOwner } from './connection';
 
 export interface PoolOptions {
@@ -14,6 +19,9 @@ export interface PoolOptions {
   maxIdle: number;
   /** TLS to the server, or null for plain TCP. */
   tls: tls.ConnectionOptions | null;
+  invariants: InvariantCounter;
+  /** Reports an exception from a connection that had no exchange attached. */
+  onFault: (error: unknown) => void;
 }
 
 export class ServerPool implements ConnectionOwner {
@@ -31,9 +39,7 @@ export class ServerPool implements ConnectionOwner {
       connection.idle = false;
       if (!connection.isClosed) return connection;
     }
-    const connection = new UpstreamConnection(this, this.options.host, this.options.port, this.options.connectTimeoutMs, this.options.tls);
-    this.open.add(connection);
-    return connection;
+    return this.connectFresh();
   }
 
   /** A new connection regardless of idle ones: for the retry after a stale keep-alive. */
@@ -44,13 +50,23 @@ export class ServerPool implements ConnectionOwner {
   }
 
   release(connection: UpstreamConnection): void {
-    if (this.retired || this.idle.length >= this.options.maxIdle) {
+    if (!this.poolable(connection) || this.retired || this.idle.length >= this.options.maxIdle) {
       connection.destroy();
       return;
     }
     connection.idle = true;
     connection.idleSince = Date.now();
     this.idle.push(connection);
+  }
+
+  /** The invariants of a pooled connection; a broken one is counted (a bug) and the connection not reused. */
+  private poolable(connection: UpstreamConnection): boolean {
+    const invariants = this.options.invariants;
+    if (connection.sink !== null) invariants.count('pooled_with_sink');
+    else if (connection.isPaused) invariants.count('pooled_paused');
+    else if (!connection.parser.idle || !connection.requestSent) invariants.count('pooled_unread');
+    else return true;
+    return false;
   }
 
   forget(connection: UpstreamConnection): void {
@@ -60,6 +76,10 @@ export class ServerPool implements ConnectionOwner {
       const at = this.idle.indexOf(connection);
       if (at !== -1) this.idle.splice(at, 1);
     }
+  }
+
+  fault(error: unknown): void {
+    this.options.onFault(error);
   }
 
   get idleCount(): number {

@@ -13,8 +13,14 @@
  */
 
 export interface ResponseEvents {
-  /** A final (non-1xx) response head. `contentLength` is -1 when the body is chunked or close-delimited. */
-  onHead(status: number, statusLine: string, headerBlock: string, contentLength: number, bodyless: boolean): void;
+  /**
+   * A final (non-1xx) response head. `head` is the status line without its version and the
+   * kept fields, as `200 OK\r\nName: value\r\n...` (no final CRLF), ready for uWS's
+   * writeStatus. It is a Buffer when it holds bytes above 0x7f (obs-text, RFC 9110 §5.5):
+   * uWS would encode a string as UTF-8, so such bytes must pass as bytes, unchanged.
+   * `contentLength` is -1 when the body is chunked or close-delimited.
+   */
+  onHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void;
   /** Body bytes (de-chunked). The slice is only valid during the call. */
   onBody(chunk: Buffer): void;
   /** The response is complete. */
@@ -102,6 +108,25 @@ function removeFields(block: string, names: string[]): string {
     .split('\r\n')
     .filter((line) => line === '' || !names.includes(line.slice(0, line.indexOf(':')).trim().toLowerCase()))
     .join('\r\n');
+}
+
+/** Whether `value` with surrounding whitespace is `name` (lowercase), ignoring case. */
+function trimmedIs(value: string, start: number, end: number, name: string): boolean {
+  while (start < end && (value.charCodeAt(start) === 0x20 || value.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (value.charCodeAt(end - 1) === 0x20 || value.charCodeAt(end - 1) === 0x09)) end--;
+  if (end - start !== name.length) return false;
+  for (let i = 0; i < name.length; i++) if ((value.charCodeAt(start + i) | 0x20) !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/** RFC 9112 §6.3: whether the last transfer coding of a Transfer-Encoding value is chunked. */
+function lastCodingIsChunked(value: string): boolean {
+  return trimmedIs(value, value.lastIndexOf(',') + 1, value.length, 'chunked');
+}
+
+/** A Connection value that is just `keep-alive` (the common case, no allocation). */
+function isKeepAliveToken(value: string): boolean {
+  return value.indexOf(',') === -1 && trimmedIs(value, 0, value.length, 'keep-alive');
 }
 
 /** RFC 9110 §5.6.2 tchar, as a lookup table. */
@@ -346,9 +371,11 @@ export class ResponseParser {
     if (lineEnd === -1 || lineEnd > end) lineEnd = end;
     if (lineEnd < end && head[lineEnd + 1] !== LF) return 'bare CR in status line';
     if (lineEnd > start + 12 && head[start + 12] !== 0x20) return 'invalid status line';
+    let highBytes = false;
     for (let i = start + 12; i < lineEnd; i++) {
       const c = head[i];
       if (c === LF || c === 0 || (c < 0x20 && c !== 0x09) || c === 0x7f) return 'invalid character in status line';
+      if (c > 0x7f) highBytes = true;
     }
     const statusLine = lineEnd > start + 13 ? head.toString('latin1', start + 9, lineEnd) : `${status} ${status === 200 ? 'OK' : 'Unknown'}`;
 
@@ -374,6 +401,8 @@ export class ResponseParser {
           else if (TCHAR[c] === 0) return i === line && (c === 0x20 || c === 0x09) ? 'obsolete line folding' : 'invalid header name';
         } else if (c === LF || c === 0 || c === 0x7f || (c < 0x20 && c !== 0x09)) {
           return 'invalid character in header value';
+        } else if (c > 0x7f) {
+          highBytes = true;
         }
       }
       if (colon <= line) return 'invalid header line';
@@ -402,7 +431,7 @@ export class ResponseParser {
             if (kind === Field.TransferEncoding) {
               hasTransferEncoding = true;
               // RFC 9112 §6.3: the last coding decides; anything but a final chunked is close-delimited.
-              chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+              chunked = lastCodingIsChunked(value);
             } else {
               connectionTokens = connectionTokens ? `${connectionTokens},${value}` : value;
             }
@@ -414,7 +443,10 @@ export class ResponseParser {
     if (runStart !== -1) block += '\r\n' + head.toString('latin1', runStart, runEnd);
     if (hasTransferEncoding && contentLength !== -1) return 'both Transfer-Encoding and Content-Length';
 
-    if (connectionTokens !== null) {
+    if (connectionTokens !== null && isKeepAliveToken(connectionTokens)) {
+      // The common "Connection: keep-alive": nothing to remove, HTTP/1.0 asks to keep the connection.
+      if (minor === 0x30) connectionClose = false;
+    } else if (connectionTokens !== null) {
       const tokens = connectionTokens.toLowerCase().split(',').map((t) => t.trim());
       if (tokens.includes('close')) connectionClose = true;
       else if (minor === 0x30 && tokens.includes('keep-alive')) connectionClose = false;
@@ -430,10 +462,12 @@ export class ResponseParser {
       return null;
     }
     this.status = status;
+    const text = statusLine + block;
+    const out = highBytes ? Buffer.from(text, 'latin1') : text;
     const bodyless = this.expectBodyless || status === 204 || status === 304;
     this.keepAlive = !connectionClose;
     if (bodyless) {
-      this.events.onHead(status, statusLine, block, contentLength, true);
+      this.events.onHead(status, out, contentLength, true);
       this.complete();
     } else if (hasTransferEncoding) {
       if (chunked) {
@@ -444,9 +478,9 @@ export class ResponseParser {
         this.state = State.BodyUntilClose;
         this.keepAlive = false;
       }
-      this.events.onHead(status, statusLine, block, -1, false);
+      this.events.onHead(status, out, -1, false);
     } else if (contentLength >= 0) {
-      this.events.onHead(status, statusLine, block, contentLength, false);
+      this.events.onHead(status, out, contentLength, false);
       if (contentLength === 0) this.complete();
       else {
         this.state = State.BodyLength;
@@ -455,7 +489,7 @@ export class ResponseParser {
     } else {
       this.state = State.BodyUntilClose;
       this.keepAlive = false;
-      this.events.onHead(status, statusLine, block, -1, false);
+      this.events.onHead(status, out, -1, false);
     }
     return null;
   }

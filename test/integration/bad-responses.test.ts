@@ -195,18 +195,22 @@ test('conflicting or invalid response framing gives 502', async (t) => {
   ]);
 });
 
-test('bad chunk encoding after the head cuts the client connection', async (t) => {
+test('bad chunk encoding: 502 while nothing of the response was sent, a cut once it had started', async (t) => {
   const head = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n';
-  const bad: [string, string][] = [
+  // Bad before the first body byte: carelb holds the head until the end of the read, so a
+  // server that breaks in the same read as its head gets the client a clean 502 (as HAProxy does).
+  const badFirstChunk: [string, string][] = [
     ['a chunk size that is not hex', 'zz\r\nok\r\n0\r\n\r\n'],
-    ['chunk data longer than its size', '1\r\nok\r\n0\r\n\r\n'],
     ['a chunk-size line ended by a bare LF', '2\nok\r\n0\r\n\r\n'],
     ['a chunk size of 16 hex digits', 'ffffffffffffffff\r\nok\r\n0\r\n\r\n'],
     ['NUL in a chunk extension', '2;a\0\r\nok\r\n0\r\n\r\n'],
   ];
+  // Bad after body bytes went to the client: only a cut can tell it the response is broken.
+  const badAfterData: [string, string] = ['chunk data longer than its size', '1\r\nok\r\n0\r\n\r\n'];
   await playAll(t, [
-    ...bad.map(([name, body]): Scenario => ({ name: `${name}, after the response reached the client`, respond: send(head), afterHead: send(body), expect: CUT_SEEN })),
-    ...bad.map(([name, body]): Scenario => ({ name: `${name}, in the same read as the head`, respond: send(head + body), expect: CUT })),
+    ...[...badFirstChunk, badAfterData].map(([name, body]): Scenario => ({ name: `${name}, after the response reached the client`, respond: send(head), afterHead: send(body), expect: CUT_SEEN })),
+    ...badFirstChunk.map(([name, body]): Scenario => ({ name: `${name}, in the same read as the head`, respond: send(head + body), expect: BAD })),
+    { name: `${badAfterData[0]}, in the same read as the head`, respond: send(head + badAfterData[1]), expect: CUT },
   ]);
 });
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ResponseParser, type ResponseEvents } from '../../src/upstream/response-parser';
 
 interface Parsed {
-  heads: { status: number; statusLine: string; block: string; contentLength: number; bodyless: boolean }[];
+  heads: { status: number; statusLine: string; block: string; raw: string | Buffer; contentLength: number; bodyless: boolean }[];
   body: string;
   complete: number;
   error: string | null;
@@ -12,7 +12,13 @@ interface Parsed {
 function parser(bodyless = false): { parser: ResponseParser; out: Parsed } {
   const out: Parsed = { heads: [], body: '', complete: 0, error: null };
   const events: ResponseEvents = {
-    onHead: (status, statusLine, block, contentLength, isBodyless) => out.heads.push({ status, statusLine, block, contentLength, bodyless: isBodyless }),
+    onHead: (status, head, contentLength, isBodyless) => {
+      // The head is "status line" + "\r\nName: value..." lines, one text for uWS's writeStatus.
+      const text = typeof head === 'string' ? head : head.toString('latin1');
+      const lineEnd = text.indexOf('\r\n');
+      const statusLine = lineEnd === -1 ? text : text.slice(0, lineEnd);
+      out.heads.push({ status, statusLine, block: lineEnd === -1 ? '' : text.slice(lineEnd), raw: head, contentLength, bodyless: isBodyless });
+    },
     onBody: (chunk) => (out.body += chunk.toString('latin1')),
     onComplete: () => out.complete++,
     onParseError: (reason) => (out.error = reason),
@@ -167,4 +173,31 @@ test('data arriving with no request pending is an error', () => {
   p.execute(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
   p.execute(Buffer.from('HTTP/1.1 200 OK\r\n'));
   assert.match(out.error ?? '', /without a pending request/);
+});
+
+test('a head holding bytes above 0x7f (obs-text) is handed on as those bytes, not as text to re-encode', () => {
+  const { parser: p, out } = parser();
+  p.execute(Buffer.from('HTTP/1.1 200 Ol\xe9\r\nX-Name: caf\xe9\r\nContent-Length: 0\r\n\r\n', 'latin1'));
+  assert.equal(out.error, null);
+  const raw = out.heads[0].raw;
+  assert.ok(Buffer.isBuffer(raw), 'a Buffer, so uWS writes the bytes as they are');
+  assert.deepEqual(raw, Buffer.from('200 Ol\xe9\r\nX-Name: caf\xe9', 'latin1'));
+});
+
+test('an ASCII head is handed on as a string (the fast path)', () => {
+  const { parser: p, out } = parser();
+  p.execute(Buffer.from('HTTP/1.1 200 OK\r\nX-Name: cafe\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n', 'latin1'));
+  assert.equal(out.heads[0].raw, '200 OK\r\nX-Name: cafe');
+  assert.equal(p.keepAlive, true);
+});
+
+test('Transfer-Encoding decides by its last coding, whatever the case and spacing', () => {
+  for (const [value, chunked] of [['chunked', true], [' Chunked ', true], ['gzip, chunked', true], ['chunked, gzip', false], ['gzip', false]] as const) {
+    const { parser: p, out } = parser();
+    p.execute(Buffer.from(`HTTP/1.1 200 OK\r\nTransfer-Encoding: ${value}\r\n\r\n${chunked ? '2\r\nhi\r\n0\r\n\r\n' : 'hi'}`, 'latin1'));
+    assert.equal(out.error, null, value);
+    assert.equal(out.body, 'hi', value);
+    assert.equal(out.complete, chunked ? 1 : 0, value);
+    if (!chunked) assert.equal(p.keepAlive, false, value);
+  }
 });

@@ -1,0 +1,150 @@
+/**
+ * The request body of one exchange on its way from the client to a server: copies of the
+ * chunks uWS hands over, kept while small so a retry can send them again (replay), written
+ * to the server connection with carelb's own framing, and the client held back while the
+ * server (or the wait for one) is slower than the client. Thread-local.
+ *
+ * uWS detaches the chunk's ArrayBuffer when onData returns, and a socket write may complete
+ * later, so every chunk is copied once, here (DESIGN.md, hot path).
+ *
+ * Holding the client back uses res.pause()/resume(). uWS's resume() arms its 10 s socket
+ * timeout, and only incoming body bytes or a final write re-arm or clear it, so the client
+ * is paused only while more body is expected: after the last chunk nothing can be held back
+ * anyway, and a resume then would leave a slow response exposed to that timer.
+ */
+import type { HttpResponse } from 'uWebSockets.js';
+import type { UpstreamConnection } from '../upstream/connection';
+
+/** Request bodies up to this size are kept until the response starts, so the request can be replayed. */
+export const REPLAY_LIMIT = 64 * 1024;
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+const CRLF = Buffer.from('\r\n');
+
+export class RequestBody {
+  /** Every body byte has arrived from the client (or there is no body). */
+  done: boolean;
+  /** Body bytes received so far. */
+  received = 0;
+  /** Chunks received so far, kept while small enough to resend; null once given up. */
+  private replay: Buffer[] | null = [];
+  private replayBytes = 0;
+  /** The client is paused (res.pause) until the server side can take more. */
+  private clientPaused = false;
+
+  constructor(
+    private readonly res: HttpResponse,
+    /** Once the client response is finished, `res` must not be touched (not even resumed). */
+    private readonly response: { readonly finished: boolean },
+    /** Sent re-chunked (the client sent chunked, or its length is unknown). */
+    readonly chunked: boolean,
+    hasBody: boolean,
+  ) {
+    this.done = !hasBody;
+  }
+
+  /** Whether the request can still be sent again from the start (nothing was given up). */
+  get replayable(): boolean {
+    return this.replay !== null;
+  }
+
+  /** The server has answered: a retry is no longer possible, the copies can go. */
+  dropReplay(): void {
+    this.replay = null;
+  }
+
+  /**
+   * Takes one chunk from uWS onData; returns the copy to forward (null for an empty chunk).
+   * `waiting`: no server connection yet (queued), so the chunk is only kept.
+   */
+  accept(chunk: ArrayBuffer, isLast: boolean, waiting: boolean): Buffer | null {
+    if (isLast) this.done = true;
+    const size = chunk.byteLength;
+    if (size === 0) return null;
+    this.received += size;
+    const copy = Buffer.allocUnsafe(size);
+    copy.set(new Uint8Array(chunk));
+    if (this.replay !== null) {
+      this.replayBytes += size;
+      if (waiting) {
+        // Waiting for a server: keep everything, but stop reading the client past the limit.
+        this.replay.push(copy);
+        if (this.replayBytes > REPLAY_LIMIT && !isLast) this.pauseClient();
+      } else if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);
+      else this.replay = null;
+    }
+    return copy;
+  }
+
+  /**
+   * Writes the request head and every body byte received so far to a new connection (first
+   * send or retry), then marks the request sent if the body is complete. The copies are kept
+   * for a further retry only while within REPLAY_LIMIT.
+   */
+  sendTo(connection: UpstreamConnection, head: string): void {
+    const socket = connection.socket;
+    if (this.replayBytes === 0 && !this.chunked) {
+      socket.write(head); // the common case: one write, no cork
+      if (this.done) connection.requestSent = true;
+      return;
+    }
+    socket.cork();
+    socket.write(head);
+    let ok = true;
+    if (this.replay !== null) for (const chunk of this.replay) ok = this.writeFramed(connection, chunk);
+    if (this.done && this.chunked) ok = socket.write(LAST_CHUNK);
+    socket.uncork();
+    if (this.done) connection.requestSent = true;
+    if (this.replayBytes > REPLAY_LIMIT) this.replay = null; // held only while waiting; too big to replay
+    // Held back while queued: let the client go on, unless the new connection is already full
+    // (then its 'drain' resumes the client).
+    if (ok) this.resumeClient();
+    else if (!this.done) this.pauseClient();
+  }
+
+  /** Forwards one copied chunk to the attached connection; holds the client back when the server is slower. */
+  forward(connection: UpstreamConnection, copy: Buffer | null): void {
+    let ok = true;
+    if (copy !== null) ok = this.writeFramed(connection, copy);
+    if (this.done) {
+      if (this.chunked) ok = connection.socket.write(LAST_CHUNK);
+      connection.requestSent = true;
+    }
+    if (!ok && !this.done) this.pauseClient();
+  }
+
+  /** The server connection drained its write buffer: the client may send again. */
+  onServerDrain(): void {
+    this.resumeClient();
+  }
+
+  /**
+   * The client must not stay paused once its response ends (uWS leaves a paused socket
+   * stuck): the exchange calls this before the write that finishes the response.
+   */
+  releaseClient(): void {
+    this.resumeClient();
+  }
+
+  private writeFramed(connection: UpstreamConnection, chunk: Buffer): boolean {
+    const socket = connection.socket;
+    if (!this.chunked) return socket.write(chunk);
+    socket.cork();
+    socket.write(`${chunk.length.toString(16)}\r\n`);
+    socket.write(chunk);
+    const ok = socket.write(CRLF);
+    socket.uncork();
+    return ok;
+  }
+
+  private pauseClient(): void {
+    if (this.clientPaused || this.response.finished) return;
+    this.clientPaused = true;
+    this.res.pause();
+  }
+
+  private resumeClient(): void {
+    if (!this.clientPaused) return;
+    this.clientPaused = false;
+    if (!this.response.finished) this.res.resume();
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * Writes one server response to the uWS client response, with backpressure. Thread-local;
+ * called by an Exchange from its server-side callbacks and by uWS's onWritable.
+ *
+ * Rules it keeps (DESIGN.md, hot path):
+ * - the head waits until the first body bytes or the end of the read that brought it, so a
+ *   malformed body in the same read (a bad chunk size) still becomes a clean 502 (issue 11,
+ *   point 13), and the head, headers and first bytes leave in one corked write;
+ * - a body slice goes to uWS as it is; only what uWS could not take is copied (the read
+ *   buffer is reused), and it is kept in order until uWS is writable again;
+ * - `res` is never touched once `finished`: uWS forbids it after the end or an abort.
+ *
+ * Body modes: `sized` (the server sent Content-Length: uWS's tryEnd writes it and reports
+ * what it could not send), `streamed` (chunked or close-delimited: uWS re-chunks, buffering
+ * what the socket did not take), and `sizedOrClose` (Content-Length, but the client
+ * connection must close after it: uWS can close only after `end`, so the body is either
+ * ended in one call when it comes whole, or streamed).
+ */
+import type { HttpResponse } from 'uWebSockets.js';
+
+export const enum BodyMode {
+  None,
+  Sized,
+  SizedOrClose,
+  Streamed,
+}
+
+/** What the writer tells its exchange; both are called from uWS's onWritable. */
+export interface WriterListener {
+  /** uWS took what was held back: the server may be read again. */
+  onClientWritable(): void;
+  /** The last bytes of a response the server had completed reached uWS. */
+  onClientFlushed(): void;
+}
+
+const EMPTY = Buffer.alloc(0);
+const NOOP = (): void => {};
+const CONNECTION_CLOSE = '\r\nConnection: close';
+
+/** Appends a header line to a head from the response parser (a string, or bytes when it holds obs-text). */
+function withLine(head: string | Buffer, line: string): string | Buffer {
+  return typeof head === 'string' ? head + line : Buffer.concat([head, Buffer.from(line, 'latin1')]);
+}
+
+export class ResponseWriter {
+  /** Head not yet written: it goes with the first body bytes or at the end of the read. */
+  private pendingHead: string | Buffer | null = null;
+  private mode = BodyMode.None;
+  private contentLength = -1;
+  private closeAtEnd = false;
+  /** Body bytes uWS did not take yet (a copy), and their offset in the body. */
+  private tail: Buffer | null = null;
+  private tailOffset = 0;
+  /** Body bytes uWS has taken (its write offset, kept here to save a native call). */
+  private offset = 0;
+  private waitingForClient = false;
+  private writableRegistered = false;
+  /** Something has been written to `res`: a failure can only cut the connection now. */
+  started = false;
+  /** The response is complete or abandoned: `res` must not be touched again. */
+  finished = false;
+
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly listener: WriterListener,
+  ) {}
+
+  /** Whether bytes are held back waiting for the client. */
+  get blocked(): boolean {
+    return this.waitingForClient;
+  }
+
+  /**
+   * The server's response head. Returns true when the response is already complete (no
+   * body: HEAD, 204, 304, or Content-Length: 0). `closeAtEnd`: the client connection must
+   * close after this response.
+   */
+  begin(status: number, head: string | Buffer, contentLength: number, bodyless: boolean, closeAtEnd: boolean): boolean {
+    const res = this.res;
+    if (bodyless) {
+      // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the
+      // Content-Length it would have had. uWS's endWithoutBody(length) waits for that many
+      // bytes and then drops the connection, so the length goes in the head instead; and
+      // endWithoutBody cannot close without writing its own Content-Length, so a closing
+      // bodyless answer says `Connection: close` and the client closes (RFC 9112 §9.6).
+      let out = contentLength >= 0 && status !== 204 && status !== 304 ? withLine(head, `\r\nContent-Length: ${contentLength}`) : head;
+      if (closeAtEnd) out = withLine(out, CONNECTION_CLOSE);
+      this.started = true;
+      this.finished = true;
+      res.writeStatus(out);
+      res.endWithoutBody();
+      return true;
+    }
+    if (contentLength === 0) {
+      this.started = true;
+      this.finished = true;
+      res.writeStatus(head);
+      res.end(EMPTY, closeAtEnd);
+      return true;
+    }
+    this.pendingHead = head;
+    this.contentLength = contentLength;
+    this.closeAtEnd = closeAtEnd;
+    this.mode = contentLength < 0 ? BodyMode.Streamed : closeAtEnd ? BodyMode.SizedOrClose : BodyMode.Sized;
+    return false;
+  }
+
+  /** Body bytes (valid only during the call). False when the client cannot take more: stop reading the server. */
+  body(chunk: Buffer): boolean {
+    if (this.finished) return true; // the client is gone: what the server still sends is dropped
+    if (this.mode === BodyMode.Sized) return this.writeSized(chunk);
+    if (this.mode === BodyMode.SizedOrClose) {
+      if (this.pendingHead !== null && chunk.length === this.contentLength) {
+        // The whole body in one piece: end() writes its Content-Length and closes after it.
+        this.writeHead();
+        this.finished = true;
+        this.res.end(chunk, true);
+        return true;
+      }
+      this.mode = BodyMode.Streamed;
+    }
+    this.writeHead();
+    if (this.res.write(chunk)) return true;
+    this.waitForClient();
+    return false;
+  }
+
+  /**
+   * End of one read from the server: a head still pending goes out now (the client sees the
+   * headers as soon as the server sent them). False when the client cannot take more.
+   */
+  endOfRead(): boolean {
+    if (this.pendingHead === null || this.finished) return true;
+    this.writeHead();
+    if (this.mode === BodyMode.SizedOrClose) this.mode = BodyMode.Streamed;
+    if (this.mode !== BodyMode.Sized) return true;
+    // tryEnd with no data completes the head (uWS writes Content-Length with it).
+    const [ok] = this.res.tryEnd(EMPTY, this.contentLength);
+    if (ok) return true;
+    this.waitForClient();
+    return false;
+  }
+
+  /**
+   * The server's response is complete. True when the client response is finished too; false
+   * while body bytes are still held back for the client (they follow on onWritable).
+   */
+  complete(): boolean {
+    if (this.finished) return true;
+    if (this.mode === BodyMode.Sized) return false; // tryEnd finishes it when the last bytes go out
+    this.writeHead();
+    this.finished = true;
+    // Chunked or close-delimited body: uWS ends its own chunked encoding.
+    this.res.end(EMPTY, this.closeAtEnd);
+    return true;
+  }
+
+  /** Ends a response that cannot be completed: the client connection is closed, so the client sees it was cut. */
+  cut(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.tail = null;
+    this.res.close();
+  }
+
+  /** uWS aborted the response (the client is gone): nothing may be written any more. */
+  abandon(): void {
+    this.finished = true;
+    this.tail = null;
+    this.waitingForClient = false;
+  }
+
+  private writeHead(): void {
+    if (this.pendingHead === null) return;
+    this.started = true;
+    this.res.writeStatus(this.pendingHead);
+    this.pendingHead = null;
+  }
+
+  /** Content-Length body: tryEnd lets uWS write Content-Length and tells us what it could not send. */
+  private writeSized(chunk: Buffer): boolean {
+    this.writeHead();
+    if (this.tail !== null) {
+      // Still waiting on the client (bytes of the same read): keep the rest in order.
+      this.tail = Buffer.concat([this.tail, chunk]);
+      return false;
+    }
+    const offset = this.offset;
+    const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
+    if (done) {
+      this.finished = true;
+      return true;
+    }
+    if (ok) {
+      this.offset += chunk.length;
+      return true;
+    }
+    this.tail = Buffer.from(chunk); // a copy: the read buffer is reused
+    this.tailOffset = offset;
+    this.waitForClient();
+    return false;
+  }
+
+  private waitForClient(): void {
+    this.waitingForClient = true;
+    if (!this.writableRegistered) {
+      this.writableRegistered = true;
+      this.res.onWritable(this.onWritable);
+    }
+  }
+
+  /** uWS onWritable (also called spuriously): write what was held back; true when done with it. */
+  private readonly onWritable = (writeOffset: number): boolean => {
+    if (this.finished || !this.waitingForClient) return true;
+    if (this.mode === BodyMode.Sized) {
+      const rest = this.tail === null ? EMPTY : this.tail.subarray(writeOffset - this.tailOffset);
+      const [ok, done] = this.res.tryEnd(rest, this.contentLength);
+      if (done) {
+        this.finished = true;
+        this.tail = null;
+        this.waitingForClient = false;
+        this.listener.onClientFlushed();
+        return true;
+      }
+      if (!ok) return false;
+      if (this.tail !== null) this.offset = this.tailOffset + this.tail.length;
+      this.tail = null;
+    } else {
+      // Streamed: uWS holds the bytes itself, but with an onWritable handler it leaves them
+      // for our next write; an empty cork pushes them out now, so a server that pauses does
+      // not leave the client waiting for bytes carelb already has.
+      this.res.cork(NOOP);
+    }
+    this.waitingForClient = false;
+    this.listener.onClientWritable();
+    return true;
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * Backpressure on both sides, forced deterministically (issue 11, point 1): a client with a
+ * receive window of a few KB (test/helpers/tiny-window-client.py) makes carelb's write to it
+ * fail at the one read the test chooses; raw servers write whole responses in a single write
+ * so that the read which completes the response is the read whose write backs up.
+ */
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { eventually, startInProcess, type InProcess } from '../helpers/carelb';
+import { freePort } from '../helpers/ports';
+import { RawConnection } from '../helpers/raw-client';
+import { startScriptedBackend, type Script, type ScriptedBackend } from '../helpers/raw-server';
+import { TinyWindowClient } from '../helpers/tiny-window';
+
+const GET = (path: string) => `GET ${path} HTTP/1.1\r\nHost: api.example\r\n\r\n`;
+/** A hang shows as carelb's own 504 after this; every answer here should take milliseconds. */
+const SERVER_TIMEOUT = '3s';
+
+async function stage(t: TestContext, script: Script): Promise<{ lb: InProcess; port: number; backend: ScriptedBackend }> {
+  const backend = await startScriptedBackend(script);
+  t.after(() => backend.close());
+  const port = await freePort();
+  const lb = await startInProcess(t, {
+    workers: 1,
+    pin_workers: false,
+    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'raw', address: backend.address }], timeouts: { server: SERVER_TIMEOUT } }],
+  });
+  return { lb, port, backend };
+}
+
+function connect(t: TestContext, port: number): RawConnection {
+  const connection = new RawConnection(port);
+  t.after(() => connection.destroy());
+  return connection;
+}
+
+function invariants(lb: InProcess): Record<string, number> {
+  return lb.running.admin.invariants();
+}
+
+/** A response whose head and whole body leave the server in one write (one read for carelb). */
+function oneWrite(status: string, headers: string, body: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`HTTP/1.1 ${status}\r\n${headers}\r\n`, 'latin1'), body]);
+}
+
+for (const framing of ['content-length', 'chunked'] as const) {
+  test(`a ${framing} response completed by the read whose write to the client backs up leaves its server connection flowing: the next request on it is answered at once`, async (t) => {
+    const body = Buffer.alloc(48 * 1024, 'b');
+    const { lb, port, backend } = await stage(t, (request, socket) => {
+      if (request.path === '/big') {
+        if (framing === 'content-length') socket.write(oneWrite('200 OK', `Content-Length: ${body.length}\r\n`, body));
+        else socket.write(Buffer.concat([oneWrite('200 OK', 'Transfer-Encoding: chunked\r\n', Buffer.from(`${body.length.toString(16)}\r\n`)), body, Buffer.from('\r\n0\r\n\r\n')]));
+      } else {
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext');
+      }
+    });
+    const slow = new TinyWindowClient(t, port);
+    await slow.connected();
+    await slow.send(GET('/big'));
+    // carelb has read the whole response once it counted its body bytes out.
+    await eventually(() => lb.status()[0].counters.bytes_out >= body.length, 5000, 'carelb to read the whole response');
+    assert.equal(backend.requests.length, 1);
+
+    // Another client: LIFO reuse hands it the server connection that carried /big.
+    const next = connect(t, port);
+    await next.ready;
+    next.send(GET('/next'));
+    const answer = await next.response(5000);
+    assert.ok(answer, 'a response to /next');
+    assert.equal(answer.status, 200, `/next answered ${answer.status} ${answer.headers['x-carelb-error'] ?? ''}`);
+    assert.equal(answer.body.toString(), 'next');
+    assert.equal(backend.requests[1].connection, backend.requests[0].connection, 'the pooled connection was reused');
+
+    // The slow client still gets all of /big, intact.
+    const { received } = await slow.readUntil(body.length + 60);
+    assert.ok(received > body.length);
+    const text = await slow.received();
+    assert.ok(text.startsWith('HTTP/1.1 200 OK'));
+    assert.ok(text.endsWith(framing === 'content-length' ? 'b'.repeat(100) : 'b'.repeat(100) + '\r\n0\r\n\r\n'));
+    slow.close();
+    assert.deepEqual(
+      Object.entries(invariants(lb)).filter(([, n]) => n > 0),
+      [],
+    );
+  });
+}

@@ -89,6 +89,8 @@ export class Exchange implements UpstreamSink, WriterListener {
   private readonly body: RequestBody;
   private readonly writer: ResponseWriter;
   private connectRetried = false;
+  /** Local index of a server this request failed to connect to: a queued retry does not pick it again (-1: none). */
+  private avoid = -1;
   private staleRetried = false;
   /** Content-Length of the response being relayed (-1: chunked or close-delimited). */
   private contentLength = -1;
@@ -140,7 +142,7 @@ export class Exchange implements UpstreamSink, WriterListener {
     // Only a request not yet sent can start; anything else is done with the queue.
     if (this.phase !== Phase.Admitted && this.phase !== Phase.Queued) return true;
     try {
-      const local = this.vs.balancer.pick(-1, this.request.client);
+      const local = this.vs.balancer.pick(this.avoid, this.request.client);
       if (local !== -1) return this.sendTo(this.vs.servers[local], false);
       if (this.vs.anyServerFull()) return false;
       if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
@@ -217,10 +219,11 @@ export class Exchange implements UpstreamSink, WriterListener {
         this.server.noteResponse(status);
       }
       this.enter(Phase.Streaming);
-      this.body.releaseClient();
+      this.body.onResponseBegun();
       // Whether the response finishes here or later, the client is told now whether it may reuse its connection.
+      // A bodyless or empty response is finished by this call: the client must be flowing first.
+      if (bodyless || contentLength === 0) this.body.releaseClient();
       this.writer.begin(status, head, contentLength, bodyless, this.closeClient());
-      // A bodyless or empty response completes in the parser right after this head.
     } catch (error) {
       this.fault(error);
     }
@@ -423,12 +426,14 @@ export class Exchange implements UpstreamSink, WriterListener {
     }
     if (retry === 'other-server') {
       this.connectRetried = true;
+      this.avoid = server.local;
       const other = this.vs.balancer.pick(server.local, this.request.client);
-      if (other !== -1) {
+      if (other !== -1 || this.vs.anyServerFull()) {
         stats[server.statBase + S.retries]++;
         this.releaseServer();
-        // Another thread (or the queue this release just pumped) may have filled it: then wait, never strand.
-        if (!this.sendTo(this.vs.servers[other], false)) this.enqueue(connectFailure(code));
+        // The other server may be full (or another thread, or the queue this release just
+        // pumped, filled it): then the retry waits its turn, never stranded.
+        if (other === -1 || !this.sendTo(this.vs.servers[other], false)) this.enqueue(connectFailure(code));
         return;
       }
     }

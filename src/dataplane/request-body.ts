@@ -8,9 +8,11 @@
  * later, so every chunk is copied once, here (DESIGN.md, hot path).
  *
  * Holding the client back uses res.pause()/resume(). uWS's resume() arms its 10 s socket
- * timeout, and only incoming body bytes or a final write re-arm or clear it, so the client
- * is paused only while more body is expected: after the last chunk nothing can be held back
- * anyway, and a resume then would leave a slow response exposed to that timer.
+ * timeout, and only incoming body bytes or the response's final write re-arm or clear it. So
+ * the client is paused only while more body is expected, and a client that is still paused
+ * when its last body bytes arrive (the chunks of one read keep coming after a pause) stays
+ * paused until the write that finishes its response: a resume in between would cut a slow
+ * server's answer, or a long download, after 10 s.
  */
 import type { HttpResponse } from 'uWebSockets.js';
 import type { UpstreamConnection } from '../upstream/connection';
@@ -97,8 +99,8 @@ export class RequestBody {
     if (this.replayBytes > REPLAY_LIMIT) this.replay = null; // held only while waiting; too big to replay
     // Held back while queued: let the client go on, unless the new connection is already full
     // (then its 'drain' resumes the client).
-    if (ok) this.resumeClient();
-    else if (!this.done) this.pauseClient();
+    if (!ok && !this.done) this.pauseClient();
+    else if (!this.done) this.resumeClient();
   }
 
   /** Forwards one copied chunk to the attached connection; holds the client back when the server is slower. */
@@ -114,7 +116,12 @@ export class RequestBody {
 
   /** The server connection drained its write buffer: the client may send again. */
   onServerDrain(): void {
-    this.resumeClient();
+    if (!this.done) this.resumeClient();
+  }
+
+  /** The response has begun: a client still sending may go on (the server answered early, or streams while it reads). */
+  onResponseBegun(): void {
+    if (!this.done) this.resumeClient();
   }
 
   /**

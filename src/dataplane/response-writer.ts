@@ -12,9 +12,15 @@
  *
  * Body modes: `sized` (the server sent Content-Length: uWS's tryEnd writes it and reports
  * what it could not send), `streamed` (chunked or close-delimited: uWS re-chunks, buffering
- * what the socket did not take), and `sizedOrClose` (Content-Length, but the client
- * connection must close after it: uWS can close only after `end`, so the body is either
- * ended in one call when it comes whole, or streamed).
+ * what the socket did not take), and `sizedOrClose` (Content-Length, and the client
+ * connection must close after it).
+ *
+ * Closing after a response: uWS closes the connection itself only when the response is
+ * ended by `end(…, true)` or `endWithoutBody(n, true)`, and it writes its `Connection: close`
+ * header at that moment — into the body, if the head went out before (measured with uWS
+ * v20.30). So a body that comes whole with its head is ended that way; any other response
+ * that must close carries `Connection: close` in its head and its client closes (RFC 9112
+ * §9.6); a replaced listener closes whatever connections are left once nothing is in flight.
  */
 import type { HttpResponse } from 'uWebSockets.js';
 
@@ -47,7 +53,6 @@ export class ResponseWriter {
   private pendingHead: string | Buffer | null = null;
   private mode = BodyMode.None;
   private contentLength = -1;
-  private closeAtEnd = false;
   /** Body bytes uWS did not take yet (a copy), and their offset in the body. */
   private tail: Buffer | null = null;
   private tailOffset = 0;
@@ -98,10 +103,14 @@ export class ResponseWriter {
       res.end(EMPTY, closeAtEnd);
       return true;
     }
-    this.pendingHead = head;
     this.contentLength = contentLength;
-    this.closeAtEnd = closeAtEnd;
-    this.mode = contentLength < 0 ? BodyMode.Streamed : closeAtEnd ? BodyMode.SizedOrClose : BodyMode.Sized;
+    if (contentLength < 0) {
+      this.mode = BodyMode.Streamed;
+      this.pendingHead = closeAtEnd ? withLine(head, CONNECTION_CLOSE) : head;
+    } else {
+      this.mode = closeAtEnd ? BodyMode.SizedOrClose : BodyMode.Sized;
+      this.pendingHead = head;
+    }
     return false;
   }
 
@@ -111,13 +120,14 @@ export class ResponseWriter {
     if (this.mode === BodyMode.Sized) return this.writeSized(chunk);
     if (this.mode === BodyMode.SizedOrClose) {
       if (this.pendingHead !== null && chunk.length === this.contentLength) {
-        // The whole body in one piece: end() writes its Content-Length and closes after it.
+        // The whole body in one piece: end() writes Content-Length and Connection: close, and closes after it.
         this.writeHead();
         this.finished = true;
         this.res.end(chunk, true);
         return true;
       }
-      this.mode = BodyMode.Streamed;
+      this.closeByHeader();
+      return this.writeSized(chunk);
     }
     this.writeHead();
     if (this.res.write(chunk)) return true;
@@ -131,8 +141,8 @@ export class ResponseWriter {
    */
   endOfRead(): boolean {
     if (this.pendingHead === null || this.finished) return true;
+    if (this.mode === BodyMode.SizedOrClose) this.closeByHeader();
     this.writeHead();
-    if (this.mode === BodyMode.SizedOrClose) this.mode = BodyMode.Streamed;
     if (this.mode !== BodyMode.Sized) return true;
     // tryEnd with no data completes the head (uWS writes Content-Length with it).
     const [ok] = this.res.tryEnd(EMPTY, this.contentLength);
@@ -150,9 +160,15 @@ export class ResponseWriter {
     if (this.mode === BodyMode.Sized) return false; // tryEnd finishes it when the last bytes go out
     this.writeHead();
     this.finished = true;
-    // Chunked or close-delimited body: uWS ends its own chunked encoding.
-    this.res.end(EMPTY, this.closeAtEnd);
+    // Chunked or close-delimited body: uWS ends its own chunked encoding (a close was announced in the head).
+    this.res.end(EMPTY);
     return true;
+  }
+
+  /** A sized body that does not come whole: announce the close in the head, then relay it as sized. */
+  private closeByHeader(): void {
+    this.mode = BodyMode.Sized;
+    if (this.pendingHead !== null) this.pendingHead = withLine(this.pendingHead, CONNECTION_CLOSE);
   }
 
   /** Ends a response that cannot be completed: the client connection is closed, so the client sees it was cut. */

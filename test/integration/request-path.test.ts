@@ -278,3 +278,29 @@ test('chunked_requests defaults to refuse behind trusted proxies and to allow ot
   const explicit = await lbWith(t, { trusted_proxies: ['10.0.0.0/8'], chunked_requests: 'allow', servers: [{ name: 'api', address: api.address }] });
   assert.equal((await rawSend(explicit.port, CHUNKED_POST.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n'), 3000)).status, 200);
 });
+
+test('a chunked response that ends before the request body was read announces the close in its head, and its body stays intact', async (t) => {
+  const { startRawBackend } = await import('../helpers/backend');
+  // Answers as soon as the head is in, without waiting for the body (a server refusing an upload early).
+  const raw = await startRawBackend((socket) => {
+    let seen = '';
+    socket.on('data', (chunk: Buffer) => {
+      seen += chunk.toString('latin1');
+      if (seen.includes('\r\n\r\n') && !socket.destroyed) {
+        socket.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nearly\r\n0\r\n\r\n');
+        seen = '';
+      }
+    });
+  });
+  t.after(() => raw.close());
+  const lb = await lbWith(t, { servers: [{ name: 'raw', address: raw.address }] });
+  const client = connect(t, lb.port);
+  await client.ready;
+  client.send('POST /upload HTTP/1.1\r\nHost: api.example\r\nContent-Length: 100000\r\n\r\nonly a little');
+  const answer = await client.response();
+  assert.ok(answer, `a complete response, got ${JSON.stringify(client.pending)}`);
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body.toString(), 'early');
+  assert.equal(answer.headers.connection, 'close', 'the rest of the body would be read as the next request: the client must not reuse the connection');
+  noViolations(lb);
+});

@@ -5,12 +5,13 @@
  * so that the read which completes the response is the read whose write backs up.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import { eventually, startInProcess, type InProcess } from '../helpers/carelb';
 import { freePort } from '../helpers/ports';
 import { RawConnection } from '../helpers/raw-client';
 import { startScriptedBackend, type Script, type ScriptedBackend } from '../helpers/raw-server';
-import { TinyWindowClient } from '../helpers/tiny-window';
+import { TinyWindowClient, TinyWindowServer } from '../helpers/tiny-window';
 
 const GET = (path: string) => `GET ${path} HTTP/1.1\r\nHost: api.example\r\n\r\n`;
 /** A hang shows as carelb's own 504 after this; every answer here should take milliseconds. */
@@ -84,3 +85,48 @@ for (const framing of ['content-length', 'chunked'] as const) {
     );
   });
 }
+
+test('an upload faster than its server is held back and resumed: every byte arrives in order and the answer comes', async (t) => {
+  const server = new TinyWindowServer(t);
+  const serverPort = await server.listening();
+  const port = await freePort();
+  const lb = await startInProcess(t, {
+    workers: 1,
+    pin_workers: false,
+    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'slow', address: `127.0.0.1:${serverPort}` }], timeouts: { server: SERVER_TIMEOUT } }],
+  });
+  const size = 4 * 1024 * 1024;
+  const body = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) body[i] = (i * 31) & 0xff;
+  const client = connect(t, port);
+  await client.ready;
+  client.send(Buffer.concat([Buffer.from(`POST /upload HTTP/1.1\r\nHost: api.example\r\nContent-Length: ${size}\r\n\r\n`, 'latin1'), body]));
+  await server.accepted();
+  // The server reads nothing: carelb must stop reading the client well short of the whole body.
+  let last = -1;
+  await eventually(
+    () => {
+      const now = lb.status()[0].counters.bytes_in;
+      const stable = now === last && now > 0;
+      last = now;
+      return stable;
+    },
+    5000,
+    'carelb to stop reading the client',
+  );
+  assert.ok(last < size / 2, `carelb held the client back after ${last} of ${size} bytes`);
+  // The server reads it all: carelb resumes the client, and every byte arrives, in order.
+  assert.equal(await server.drain(size), size);
+  const received = await server.body();
+  assert.equal(received.length, size);
+  assert.equal(received.sha256, createHash('sha256').update(body).digest('hex'));
+  await server.answer('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone');
+  const answer = await client.response();
+  assert.equal(answer?.status, 200);
+  assert.equal(answer?.body.toString(), 'done');
+  assert.deepEqual(
+    Object.entries(invariants(lb)).filter(([, n]) => n > 0),
+    [],
+  );
+  server.close();
+});

@@ -44,6 +44,8 @@ import { RequestBody } from './request-body';
 import { ResponseWriter, type WriterListener } from './response-writer';
 import { retryFor } from './retry';
 import { describeThrown, FaultPoint, injectFault } from './faults';
+import type { ActiveLinks } from './active-list';
+import { coarseClock } from './clock';
 
 export const enum Phase {
   Admitted,
@@ -80,8 +82,14 @@ export interface ClientListener {
   exchangeEnded(): void;
 }
 
-export class Exchange implements UpstreamSink, WriterListener {
+export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Exchange> {
   phase = Phase.Admitted;
+  // Links of the service's list of exchanges in flight (active-list.ts).
+  prevActive: Exchange | null = null;
+  nextActive: Exchange | null = null;
+  listed = false;
+  /** Waiting in the service queue. */
+  queued = false;
   private server: ServerRuntime | null = null;
   /** The server whose in-flight counter this exchange holds +1 on, or null. */
   private held: ServerRuntime | null = null;
@@ -101,6 +109,8 @@ export class Exchange implements UpstreamSink, WriterListener {
   private readonly startedAt = performance.now();
   private sentAt = 0;
   private headAt = 0;
+  /** A response head came from the server (its latency is recorded). */
+  private answered = false;
   /** Status the client got (0: none, the connection was cut). */
   private status = 0;
   private errorCode: string | null = null;
@@ -118,7 +128,7 @@ export class Exchange implements UpstreamSink, WriterListener {
   ) {
     this.writer = new ResponseWriter(res, this);
     this.body = new RequestBody(res, this.writer, request.chunked, request.chunked || request.contentLength > 0);
-    if (!this.body.done) this.bodyDeadline = Date.now() + vs.config.timeouts.client_body_idle;
+    if (!this.body.done) this.bodyDeadline = coarseClock.now + vs.config.timeouts.client_body_idle;
     vs.active.add(this);
     listener.exchangeStarted();
     vs.views.stats[vs.statBase + V.requests]++;
@@ -174,11 +184,11 @@ export class Exchange implements UpstreamSink, WriterListener {
         this.vs.views.stats[this.vs.statBase + V.bytes_in] += copy.length;
         if (this.server !== null) this.vs.views.stats[this.server.statBase + S.bytes_in] += copy.length;
       }
-      this.bodyDeadline = isLast ? 0 : Date.now() + this.vs.config.timeouts.client_body_idle;
+      this.bodyDeadline = isLast ? 0 : coarseClock.now + this.vs.config.timeouts.client_body_idle;
       if (connection !== null) {
         this.body.forward(connection, copy);
         // The server timeout counts inactivity: a long upload is activity.
-        if (this.deadline !== 0) this.deadline = Date.now() + this.vs.config.timeouts.server;
+        if (this.deadline !== 0) this.deadline = coarseClock.now + this.vs.config.timeouts.server;
       }
     } catch (error) {
       this.fault(error);
@@ -207,10 +217,11 @@ export class Exchange implements UpstreamSink, WriterListener {
     try {
       if (this.faultAt === FaultPoint.ResponseHead) injectFault(this.faultAt);
       this.body.dropReplay(); // the server has answered: no replay from here on
-      this.headAt = performance.now();
+      this.answered = true;
+      if (this.vs.events.observer.accessLogOn) this.headAt = performance.now();
       this.status = status;
       this.contentLength = contentLength;
-      this.deadline = Date.now() + this.vs.config.timeouts.server;
+      this.deadline = coarseClock.now + this.vs.config.timeouts.server;
       const stats = this.vs.views.stats;
       const klass = statusClassOffset(status);
       stats[this.vs.statBase + V.responses_1xx + klass]++;
@@ -235,7 +246,7 @@ export class Exchange implements UpstreamSink, WriterListener {
       if (this.faultAt === FaultPoint.ResponseBody) injectFault(this.faultAt);
       const size = chunk.length;
       this.bytesOut += size;
-      this.deadline = Date.now() + this.vs.config.timeouts.server;
+      this.deadline = coarseClock.now + this.vs.config.timeouts.server;
       this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
       if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
       // The write that finishes the response must find the client flowing (uWS leaves a paused socket stuck).
@@ -285,11 +296,15 @@ export class Exchange implements UpstreamSink, WriterListener {
   runCorked(work: () => void): void {
     if (this.faultAt === FaultPoint.UpstreamRead) injectFault(this.faultAt);
     if (this.writer.finished) return work();
-    this.res.cork(() => {
-      work();
-      // The head of a response whose body did not come in this read goes out now.
-      if (!this.writer.finished && !this.isOver && !this.writer.endOfRead()) this.waitForClient();
-    });
+    corked = this;
+    corkedWork = work;
+    this.res.cork(runCorkedRead);
+  }
+
+  /** Inside res.cork: parse one read, then send a response head its body did not take along. */
+  finishRead(work: () => void): void {
+    work();
+    if (!this.writer.finished && !this.isOver && !this.writer.endOfRead()) this.waitForClient();
   }
 
   // ---- client writable again (WriterListener, from uWS onWritable) ----
@@ -300,7 +315,7 @@ export class Exchange implements UpstreamSink, WriterListener {
       this.enter(Phase.Streaming);
       if (this.connection !== null) {
         this.connection.resumeReading();
-        this.deadline = Date.now() + this.vs.config.timeouts.server;
+        this.deadline = coarseClock.now + this.vs.config.timeouts.server;
       }
     } catch (error) {
       this.fault(error);
@@ -355,11 +370,11 @@ export class Exchange implements UpstreamSink, WriterListener {
     if (this.held !== server && !this.takeServer(server)) return false;
     this.queueDeadline = 0;
     this.server = server;
-    this.sentAt = performance.now();
+    if (this.vs.events.observer.accessLogOn) this.sentAt = performance.now();
     this.vs.views.stats[server.statBase + S.requests]++;
     const connection = fresh ? server.pool.connectFresh() : server.pool.acquire();
     this.connection = connection;
-    this.deadline = Date.now() + this.vs.config.timeouts.server;
+    this.deadline = coarseClock.now + this.vs.config.timeouts.server;
     this.enter(Phase.AwaitingServer);
     connection.attach(this, this.request.method === 'HEAD');
     this.body.sendTo(connection, this.request.head);
@@ -391,9 +406,10 @@ export class Exchange implements UpstreamSink, WriterListener {
   /** Waits in the service queue; `failure` is what the client gets when the queue is full. */
   private enqueue(failure: ErrorName | null): void {
     if (this.vs.queue.size >= this.vs.config.max_queue) return this.fail(failure ?? 'QUEUE_FULL');
-    this.queueDeadline = Date.now() + this.vs.config.timeouts.queue;
+    this.queueDeadline = coarseClock.now + this.vs.config.timeouts.queue;
     this.deadline = 0;
     this.enter(Phase.Queued);
+    this.queued = true;
     this.vs.queue.add(this);
   }
 
@@ -553,7 +569,10 @@ export class Exchange implements UpstreamSink, WriterListener {
       this.vs.invariants.count('inflight_unbalanced');
       this.releaseServer();
     }
-    this.vs.queue.delete(this);
+    if (this.queued) {
+      this.queued = false;
+      this.vs.queue.delete(this);
+    }
     this.vs.active.delete(this);
     this.listener.exchangeEnded();
     this.vs.onExchangeEnded();
@@ -564,7 +583,7 @@ export class Exchange implements UpstreamSink, WriterListener {
   private observe(): void {
     const observer = this.vs.events.observer;
     const now = performance.now();
-    if (this.server !== null && this.headAt !== 0) this.server.latency.recordValue(Math.max(1, ((now - this.startedAt) * 1000) | 0));
+    if (this.server !== null && this.answered) this.server.latency.recordValue(Math.max(1, ((now - this.startedAt) * 1000) | 0));
     if (!observer.accessLogOn) return;
     observer.accessLog({
       vs: this.vs.config.name,
@@ -587,6 +606,16 @@ export class Exchange implements UpstreamSink, WriterListener {
   get phaseName(): string {
     return PHASE_NAMES[this.phase];
   }
+}
+
+// The read being parsed inside res.cork (one at a time per thread): a module-level callback
+// instead of a closure per read.
+let corked: Exchange | null = null;
+let corkedWork: () => void = () => {};
+function runCorkedRead(): void {
+  const exchange = corked!;
+  corked = null;
+  exchange.finishRead(corkedWork);
 }
 
 function connectFailure(code: FailureCode): ErrorName {

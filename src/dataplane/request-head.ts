@@ -15,21 +15,51 @@
  */
 import type { HttpRequest } from 'uWebSockets.js';
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'upgrade',
-  'transfer-encoding',
-  'content-length',
-  'expect',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-forwarded-port',
-]);
+/** What copyRequest does with a request field, by name (names arrive lowercased from uWS). */
+const enum Field {
+  Keep,
+  /** Hop-by-hop (RFC 9110 §7.6.1), or answered by uWS itself (Expect): not forwarded. */
+  Drop,
+  Host,
+  ContentLength,
+  TransferEncoding,
+  Connection,
+  ForwardedFor,
+  /** X-Forwarded-Proto, -Host, -Port: carelb sets its own. */
+  ForwardedOther,
+}
+
+/**
+ * The field kind of a lowercase name; a switch on the length first keeps the common case (a
+ * field to keep) to one comparison or two, and no hashing of a fresh string per field.
+ */
+function fieldKind(name: string): Field {
+  switch (name.length) {
+    case 2:
+      return name === 'te' ? Field.Drop : Field.Keep;
+    case 4:
+      return name === 'host' ? Field.Host : Field.Keep;
+    case 6:
+      return name === 'expect' ? Field.Drop : Field.Keep;
+    case 7:
+      return name === 'trailer' || name === 'upgrade' ? Field.Drop : Field.Keep;
+    case 10:
+      if (name === 'connection') return Field.Connection;
+      return name === 'keep-alive' ? Field.Drop : Field.Keep;
+    case 14:
+      return name === 'content-length' ? Field.ContentLength : Field.Keep;
+    case 15:
+      return name === 'x-forwarded-for' ? Field.ForwardedFor : Field.Keep;
+    case 16:
+      if (name === 'proxy-connection') return Field.Drop;
+      return name === 'x-forwarded-host' || name === 'x-forwarded-port' ? Field.ForwardedOther : Field.Keep;
+    case 17:
+      if (name === 'transfer-encoding') return Field.TransferEncoding;
+      return name === 'x-forwarded-proto' ? Field.ForwardedOther : Field.Keep;
+    default:
+      return Field.Keep;
+  }
+}
 
 /**
  * Fields a `Connection` header can never remove: Host (an HTTP/1.1 request needs it), and the
@@ -119,41 +149,35 @@ function isDecimal(text: string): boolean {
   return true;
 }
 
-/** Names already checked: they repeat from request to request, a Set lookup is cheaper than the scan. */
-const knownNames = new Set<string>();
-
 /** One uWS header callback per field; the framing fields are kept aside, one pass over the head. */
 function collectHeader(name: string, value: string): void {
   headerCount++;
   headerBytes += name.length + value.length + 4;
-  if (!knownNames.has(name)) {
-    if (!isToken(name)) malformed = `invalid header name ${JSON.stringify(name)}`;
-    else if (knownNames.size < 4096) knownNames.add(name);
-  }
+  if (!isToken(name)) malformed = `invalid header name ${JSON.stringify(name)}`;
   if (value.length > 0 && hasControl(value)) malformed = `control character in header ${name}`;
-  if (!HOP_BY_HOP.has(name)) {
-    if (name === 'host') {
+  switch (fieldKind(name)) {
+    case Field.Keep:
+      collected += `${name}: ${value}\r\n`;
+      break;
+    case Field.Host:
       host = value;
       hostFields++;
-    }
-    collected += `${name}: ${value}\r\n`;
-    return;
-  }
-  switch (name) {
-    case 'x-forwarded-for':
+      collected += `host: ${value}\r\n`;
+      break;
+    case Field.ForwardedFor:
       forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
       break;
-    case 'content-length':
+    case Field.ContentLength:
       // RFC 9110 §8.6: identical repeated values may be taken as one; differing ones are an error.
       if (lengthFields > 0 && value !== lengthText) lengthConflict = true;
       lengthText = value;
       lengthFields++;
       break;
-    case 'transfer-encoding':
+    case Field.TransferEncoding:
       transferEncoding = value;
       encodingFields++;
       break;
-    case 'connection':
+    case Field.Connection:
       connection = connection ? `${connection}, ${value}` : value;
       break;
   }

@@ -14,6 +14,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { ClientListener, Exchange } from './exchange';
 import type { InvariantCounter } from '../state/invariants';
 import { Admission } from './admission';
+import { ActiveList } from './active-list';
 import type { ThreadObserver } from './observe';
 import type { Histogram } from 'hdr-histogram-js';
 import type { RateTable } from '../state/rate-table';
@@ -152,7 +153,7 @@ export class ServiceRuntime {
   /** Client address, access lists, rate limits. */
   readonly admission: Admission;
   /** Exchanges not yet finished, for timeouts and shutdown. */
-  readonly active = new Set<Exchange>();
+  readonly active = new ActiveList<Exchange>();
   /** Set during shutdown: responses close their connection. */
   closing = false;
 
@@ -201,7 +202,7 @@ export class ServiceRuntime {
   sweep(now: number): void {
     for (const server of this.servers) server.sweep(now);
     this.fallbackServer?.sweep(now);
-    for (const exchange of this.active) exchange.checkDeadline(now);
+    this.active.forEach((exchange) => exchange.checkDeadline(now));
     if (this.queue.size > 0) this.pumpQueue();
   }
 
@@ -214,6 +215,7 @@ export class ServiceRuntime {
       for (const exchange of this.queue) {
         if (!exchange.tryStart()) return;
         this.queue.delete(exchange);
+        exchange.queued = false;
       }
     } finally {
       this.pumping = false;

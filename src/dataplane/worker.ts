@@ -17,6 +17,7 @@ import { ThreadObserver } from './observe';
 import { RateTable } from '../state/rate-table';
 import { InvariantCounter } from '../state/invariants';
 import { ThrottledReporter } from './faults';
+import { startCoarseClock, stopCoarseClock } from './clock';
 
 const SWEEP_INTERVAL_MS = 100;
 
@@ -45,12 +46,14 @@ export default async function serve(task: ServeTask): Promise<string> {
   }, new RateTable(task.rates));
   send({ type: 'started', slot, tid: threadId() });
 
+  startCoarseClock();
   const sweep = setInterval(() => plane.sweep(Date.now()), SWEEP_INTERVAL_MS);
   let finish: (result: string) => void = () => {};
   const done = new Promise<string>((resolve) => (finish = resolve));
 
   const closeSockets = () => {
     clearInterval(sweep);
+    stopCoarseClock();
     observer.close();
     plane.closeAll();
   };

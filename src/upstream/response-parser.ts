@@ -102,31 +102,40 @@ function parseDecimal(head: Buffer, start: number, end: number): number {
   return value;
 }
 
-/** Removes the named fields from a `\r\nName: value...` block. */
+/** Removes the named fields from a `status text\r\nName: value...` block (the status text is kept). */
 function removeFields(block: string, names: string[]): string {
   return block
     .split('\r\n')
-    .filter((line) => line === '' || !names.includes(line.slice(0, line.indexOf(':')).trim().toLowerCase()))
+    .filter((line, index) => index === 0 || !names.includes(line.slice(0, line.indexOf(':')).trim().toLowerCase()))
     .join('\r\n');
 }
 
-/** Whether `value` with surrounding whitespace is `name` (lowercase), ignoring case. */
-function trimmedIs(value: string, start: number, end: number, name: string): boolean {
-  while (start < end && (value.charCodeAt(start) === 0x20 || value.charCodeAt(start) === 0x09)) start++;
-  while (end > start && (value.charCodeAt(end - 1) === 0x20 || value.charCodeAt(end - 1) === 0x09)) end--;
+/** Whether head[start, end) is `name` (lowercase), ignoring case. */
+function bytesAre(head: Buffer, start: number, end: number, name: string): boolean {
   if (end - start !== name.length) return false;
-  for (let i = 0; i < name.length; i++) if ((value.charCodeAt(start + i) | 0x20) !== name.charCodeAt(i)) return false;
+  for (let k = 0; k < name.length; k++) if ((head[start + k] | 0x20) !== name.charCodeAt(k)) return false;
   return true;
 }
 
-/** RFC 9112 §6.3: whether the last transfer coding of a Transfer-Encoding value is chunked. */
-function lastCodingIsChunked(value: string): boolean {
-  return trimmedIs(value, value.lastIndexOf(',') + 1, value.length, 'chunked');
+/** RFC 9112 §6.3: whether the last transfer coding of the value in head[start, end) is chunked. */
+function lastCodingIsChunked(head: Buffer, start: number, end: number): boolean {
+  let from = start;
+  for (let i = end - 1; i >= start; i--) {
+    if (head[i] === 0x2c /* , */) {
+      from = i + 1;
+      break;
+    }
+  }
+  while (from < end && (head[from] === 0x20 || head[from] === 0x09)) from++;
+  return bytesAre(head, from, end, 'chunked');
 }
 
-/** A Connection value that is just `keep-alive` (the common case, no allocation). */
-function isKeepAliveToken(value: string): boolean {
-  return value.indexOf(',') === -1 && trimmedIs(value, 0, value.length, 'keep-alive');
+/** Per-thread scratch for building a response head (status text + kept lines); grows for a large head. */
+let scratch = Buffer.allocUnsafe(16 * 1024);
+function scratchFor(size: number): Buffer {
+  // The output is never longer than the head plus a reason phrase.
+  if (scratch.length < size + 16) scratch = Buffer.allocUnsafe(size + 16);
+  return scratch;
 }
 
 /** RFC 9110 §5.6.2 tchar, as a lookup table. */
@@ -356,10 +365,15 @@ export class ResponseParser {
     return pendingLength ? consumedFromHead - pendingLength + pos : consumedFromHead;
   }
 
-  /** Parses `head[start, end)` (status line + fields, without the final CRLFCRLF). */
+  /**
+   * Parses `head[start, end)` (status line + fields, without the final CRLFCRLF). The
+   * status text and the kept field lines are copied byte by byte into the thread's scratch
+   * buffer and become one string with a single latin1 decode: no string per field.
+   */
   private parseHead(head: Buffer, start: number, end: number): string | null {
     // Status line: HTTP/1.x SP 3DIGIT SP reason
-    if (end - start < 12 || head.toString('latin1', start, start + 7) !== 'HTTP/1.') return 'invalid status line';
+    if (end - start < 12) return 'invalid status line';
+    for (let k = 0; k < 7; k++) if (head[start + k] !== STATUS_LINE_PREFIX[k]) return 'invalid status line';
     const minor = head[start + 7];
     if ((minor !== 0x30 && minor !== 0x31) || head[start + 8] !== 0x20) return 'unsupported HTTP version';
     const d0 = head[start + 9] - 48;
@@ -377,17 +391,23 @@ export class ResponseParser {
       if (c === LF || c === 0 || (c < 0x20 && c !== 0x09) || c === 0x7f) return 'invalid character in status line';
       if (c > 0x7f) highBytes = true;
     }
-    const statusLine = lineEnd > start + 13 ? head.toString('latin1', start + 9, lineEnd) : `${status} ${status === 200 ? 'OK' : 'Unknown'}`;
+    const out = scratchFor(end - start);
+    let n = 0;
+    if (lineEnd > start + 13) {
+      for (let i = start + 9; i < lineEnd; i++) out[n++] = head[i];
+    } else {
+      // No reason phrase: uWS needs one ("200" alone is not a status line it writes well).
+      for (let i = start + 9; i < start + 12; i++) out[n++] = head[i];
+      const reason = status === 200 ? ' OK' : ' Unknown';
+      for (let k = 0; k < reason.length; k++) out[n++] = reason.charCodeAt(k);
+    }
 
     let contentLength = -1;
     let chunked = false;
     let hasTransferEncoding = false;
     let connectionClose = minor === 0x30;
+    /** Connection values other than a plain keep-alive or close, joined (rare: the slow path below). */
     let connectionTokens: string | null = null;
-    // Kept header lines are copied as contiguous runs of the raw head, not field by field.
-    let block = '';
-    let runStart = -1;
-    let runEnd = -1;
 
     let line = lineEnd + 2;
     while (line < end) {
@@ -409,44 +429,38 @@ export class ResponseParser {
       if (i < end && head[i + 1] !== LF) return 'bare CR in header field';
       const kind = framingField(head, line, colon - line);
       if (kind === Field.Keep) {
-        if (runStart === -1) runStart = line;
-        runEnd = i;
-      } else {
-        if (runStart !== -1) {
-          block += '\r\n' + head.toString('latin1', runStart, runEnd);
-          runStart = -1;
-        }
-        if (kind !== Field.Drop) {
-          let valueStart = colon + 1;
-          let valueEnd = i;
-          while (valueStart < valueEnd && (head[valueStart] === 0x20 || head[valueStart] === 0x09)) valueStart++;
-          while (valueEnd > valueStart && (head[valueEnd - 1] === 0x20 || head[valueEnd - 1] === 0x09)) valueEnd--;
-          if (kind === Field.ContentLength) {
-            const length = parseDecimal(head, valueStart, valueEnd);
-            if (length < 0) return 'invalid Content-Length';
-            if (contentLength !== -1 && contentLength !== length) return 'conflicting Content-Length values';
-            contentLength = length;
-          } else {
-            const value = head.toString('latin1', valueStart, valueEnd);
-            if (kind === Field.TransferEncoding) {
-              hasTransferEncoding = true;
-              // RFC 9112 §6.3: the last coding decides; anything but a final chunked is close-delimited.
-              chunked = lastCodingIsChunked(value);
-            } else {
-              connectionTokens = connectionTokens ? `${connectionTokens},${value}` : value;
-            }
-          }
+        out[n++] = CR;
+        out[n++] = LF;
+        for (let k = line; k < i; k++) out[n++] = head[k];
+      } else if (kind !== Field.Drop) {
+        let valueStart = colon + 1;
+        let valueEnd = i;
+        while (valueStart < valueEnd && (head[valueStart] === 0x20 || head[valueStart] === 0x09)) valueStart++;
+        while (valueEnd > valueStart && (head[valueEnd - 1] === 0x20 || head[valueEnd - 1] === 0x09)) valueEnd--;
+        if (kind === Field.ContentLength) {
+          const length = parseDecimal(head, valueStart, valueEnd);
+          if (length < 0) return 'invalid Content-Length';
+          if (contentLength !== -1 && contentLength !== length) return 'conflicting Content-Length values';
+          contentLength = length;
+        } else if (kind === Field.TransferEncoding) {
+          hasTransferEncoding = true;
+          // RFC 9112 §6.3: the last coding decides; anything but a final chunked is close-delimited.
+          chunked = lastCodingIsChunked(head, valueStart, valueEnd);
+        } else if (bytesAre(head, valueStart, valueEnd, 'keep-alive')) {
+          if (minor === 0x30) connectionClose = false; // HTTP/1.0 asks to keep the connection
+        } else if (bytesAre(head, valueStart, valueEnd, 'close')) {
+          connectionClose = true;
+        } else {
+          const value = head.toString('latin1', valueStart, valueEnd);
+          connectionTokens = connectionTokens ? `${connectionTokens},${value}` : value;
         }
       }
       line = i + 2;
     }
-    if (runStart !== -1) block += '\r\n' + head.toString('latin1', runStart, runEnd);
+    let block = out.toString('latin1', 0, n);
     if (hasTransferEncoding && contentLength !== -1) return 'both Transfer-Encoding and Content-Length';
 
-    if (connectionTokens !== null && isKeepAliveToken(connectionTokens)) {
-      // The common "Connection: keep-alive": nothing to remove, HTTP/1.0 asks to keep the connection.
-      if (minor === 0x30) connectionClose = false;
-    } else if (connectionTokens !== null) {
+    if (connectionTokens !== null) {
       const tokens = connectionTokens.toLowerCase().split(',').map((t) => t.trim());
       if (tokens.includes('close')) connectionClose = true;
       else if (minor === 0x30 && tokens.includes('keep-alive')) connectionClose = false;
@@ -462,12 +476,11 @@ export class ResponseParser {
       return null;
     }
     this.status = status;
-    const text = statusLine + block;
-    const out = highBytes ? Buffer.from(text, 'latin1') : text;
+    const text = highBytes ? Buffer.from(block, 'latin1') : block;
     const bodyless = this.expectBodyless || status === 204 || status === 304;
     this.keepAlive = !connectionClose;
     if (bodyless) {
-      this.events.onHead(status, out, contentLength, true);
+      this.events.onHead(status, text, contentLength, true);
       this.complete();
     } else if (hasTransferEncoding) {
       if (chunked) {
@@ -478,9 +491,9 @@ export class ResponseParser {
         this.state = State.BodyUntilClose;
         this.keepAlive = false;
       }
-      this.events.onHead(status, out, -1, false);
+      this.events.onHead(status, text, -1, false);
     } else if (contentLength >= 0) {
-      this.events.onHead(status, out, contentLength, false);
+      this.events.onHead(status, text, contentLength, false);
       if (contentLength === 0) this.complete();
       else {
         this.state = State.BodyLength;
@@ -489,7 +502,7 @@ export class ResponseParser {
     } else {
       this.state = State.BodyUntilClose;
       this.keepAlive = false;
-      this.events.onHead(status, out, -1, false);
+      this.events.onHead(status, text, -1, false);
     }
     return null;
   }

@@ -183,7 +183,6 @@ function collectHeader(name: string, value: string): void {
   }
 }
 
-const COMMON_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 /** Whether `encoding` is exactly the `chunked` coding, ignoring case and surrounding whitespace. */
 function isChunkedOnly(encoding: string): boolean {
@@ -199,7 +198,7 @@ function isChunkedOnly(encoding: string): boolean {
 
 /** Whether `method` is a token (RFC 9110 §9.1); the common ones skip the scan. */
 function isMethod(method: string): boolean {
-  return COMMON_METHODS.has(method) || isToken(method);
+  return method === 'GET' || method === 'POST' || isToken(method);
 }
 
 /**

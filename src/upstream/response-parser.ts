@@ -145,6 +145,12 @@ for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
 for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
 for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
 
+/** Field-value bytes (RFC 9110 §5.5): 1 = visible ASCII, SP, HTAB; 2 = obs-text; 0 = anything else (CR included). */
+const VALUE = new Uint8Array(256);
+VALUE[0x09] = 1;
+for (let c = 0x20; c < 0x7f; c++) VALUE[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 2;
+
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[48 + c] = c;
 for (let c = 0; c < 6; c++) {
@@ -411,19 +417,24 @@ export class ResponseParser {
 
     let line = lineEnd + 2;
     while (line < end) {
-      let colon = -1;
       let i = line;
+      // The name: tchars up to the colon.
       for (; i < end; i++) {
         const c = head[i];
-        if (c === CR) break;
-        if (colon === -1) {
-          if (c === 0x3a) colon = i;
-          else if (TCHAR[c] === 0) return i === line && (c === 0x20 || c === 0x09) ? 'obsolete line folding' : 'invalid header name';
-        } else if (c === LF || c === 0 || c === 0x7f || (c < 0x20 && c !== 0x09)) {
-          return 'invalid character in header value';
-        } else if (c > 0x7f) {
-          highBytes = true;
-        }
+        if (TCHAR[c] === 0) break;
+      }
+      if (i === end || head[i] !== 0x3a) {
+        const c = head[i];
+        return i === line && (c === 0x20 || c === 0x09) ? 'obsolete line folding' : i === end || c === CR ? 'invalid header line' : 'invalid header name';
+      }
+      const colon = i;
+      // The value: one table lookup per byte (VALUE: 0 invalid, 1 fine, 2 obs-text), CR ends it.
+      for (i++; i < end; i++) {
+        const kind = VALUE[head[i]];
+        if (kind === 1) continue;
+        if (kind === 2) highBytes = true;
+        else if (head[i] === CR) break;
+        else return 'invalid character in header value';
       }
       if (colon <= line) return 'invalid header line';
       if (i < end && head[i + 1] !== LF) return 'bare CR in header field';

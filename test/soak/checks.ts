@@ -1,0 +1,139 @@
+/**
+ * What counts as a sensible end for each request, and what is a finding.
+ *
+ * - Untouched (server behaved, client behaved, and nothing else can reach it): must be ok.
+ *   Slow but in-bounds behaviour (slow server, trickled body, 1xx, slow reader, slow uploader,
+ *   Expect: 100-continue, a server that closes the connection after answering) is still
+ *   "behaved": carelb must get those right too.
+ * - Chaos-touched: may fail, but only in the ways that chaos explains (a reset server: a cut
+ *   or 502 CLB_SERVER_CLOSED; a server that never answers: 504 CLB_SERVER_TIMEOUT; ...).
+ * - Never sensible: a wrong answer (bytes, length, another request's answer), a stuck request,
+ *   a POST that reached a server twice (it must never be replayed).
+ */
+import type { Observation } from './servers';
+import type { Plan } from './schedule';
+import type { Outcome, Result } from './tracker';
+
+export interface Expectation {
+  /** Outcomes that are not findings. */
+  allowed: Set<Outcome>;
+  /** Neither side did anything out of bounds: anything but ok is a finding. */
+  untouched: boolean;
+  /** Why a non-ok outcome is allowed, for the report ("stale keep-alive", ...). */
+  because: string[];
+}
+
+const BENIGN_SERVER = new Set(['none', 'slow', 'trickle', 'info', 'close-after']);
+const BENIGN_CLIENT = new Set(['none', 'slow-reader', 'slow-upload', 'expect']);
+
+export function expectationFor(plan: Plan): Expectation {
+  const allowed = new Set<Outcome>(['ok']);
+  const because: string[] = [];
+  const server = plan.server.kind;
+  const client = plan.clientChaos.kind;
+  switch (server) {
+    case 'reset':
+      allowed.add('cut').add('carelb:CLB_SERVER_CLOSED');
+      because.push('the server reset the connection mid-response');
+      break;
+    case 'stall-head':
+      allowed.add('carelb:CLB_SERVER_TIMEOUT');
+      because.push('the server never answered');
+      break;
+    case 'stall-body':
+      allowed.add('cut').add('carelb:CLB_SERVER_TIMEOUT');
+      because.push('the server stopped mid-body');
+      break;
+    case 'early':
+      allowed.add('cut').add('carelb:CLB_SERVER_CLOSED');
+      because.push('the server answered before reading the body');
+      break;
+  }
+  switch (client) {
+    case 'abort-head':
+    case 'abort-upload':
+    case 'abort-download':
+    case 'abort-wait':
+      // The client left: it may have got anything that was not wrong before it did.
+      for (const o of ['aborted', 'cut', 'carelb:CLB_SERVER_CLOSED', 'carelb:CLB_SERVER_TIMEOUT', 'carelb:CLB_QUEUE_TIMEOUT'] as Outcome[]) allowed.add(o);
+      because.push('the client aborted on purpose');
+      break;
+    case 'stall-upload':
+      allowed.add('carelb:CLB_BODY_TIMEOUT').add('cut');
+      allowed.delete('ok');
+      because.push(`the client stalled its upload longer than client_body_idle`);
+      break;
+  }
+  // A stalled upload must not succeed, unless the server answered first without reading it.
+  if (client === 'stall-upload' && server === 'early') allowed.add('ok');
+  if (client === 'stall-upload' && server === 'stall-head') allowed.add('carelb:CLB_SERVER_TIMEOUT');
+  let untouched = BENIGN_SERVER.has(server) && BENIGN_CLIENT.has(client);
+  // Service raw closes idle keep-alive connections on its own: a POST may meet one the server
+  // just closed, and is never replayed (RFC 9112 §9.3.1). GET and HEAD are retried: still untouched.
+  if (plan.vs === 'raw' && plan.method === 'POST' && untouched) {
+    allowed.add('carelb:CLB_SERVER_CLOSED');
+    because.push('raw servers close idle keep-alive connections; a POST is not replayed');
+    untouched = false;
+  }
+  return { allowed, untouched, because };
+}
+
+export type FindingKind =
+  | 'stuck'
+  | 'untouched-failed'
+  | 'wrong-answer'
+  | 'unexpected-outcome'
+  | 'post-replayed'
+  | 'server-anomaly'
+  | 'invariant'
+  | 'thread-restart'
+  | 'child-exited'
+  | 'active-not-zero'
+  | 'rss-growth'
+  | 'final-probe'
+  | 'control'
+  | 'harness';
+
+export interface Finding {
+  kind: FindingKind;
+  text: string;
+  /** Seed index of the request concerned, when there is one. */
+  index?: number;
+  /** When that request started (to name the control operation just before it). */
+  at?: number;
+}
+
+/** The findings one finished request gives (none for a sensible end). */
+export function judgeResult(result: Result, seen: Observation[] | undefined, describePlan: (plan: Result['plan']) => string): Finding[] {
+  const findings: Finding[] = [];
+  const { plan } = result;
+  const expectation = expectationFor(plan);
+  const where = `${describePlan(plan)} -> ${result.outcome}${result.detail ? ` (${result.detail})` : ''}; ` +
+    `${result.sent} B sent, ${result.received} B received in ${result.ended - result.started} ms, longest gap ${result.maxGapMs} ms` +
+    `${result.reusedSocket ? ', on a reused client connection' : ''}; servers saw: ${describeSeen(seen)}`;
+  if (result.outcome === 'stuck') findings.push({ kind: 'stuck', index: plan.index, at: result.started, text: where });
+  else if (result.outcome === 'wrong') findings.push({ kind: 'wrong-answer', index: plan.index, at: result.started, text: where });
+  else if (!expectation.allowed.has(result.outcome)) {
+    findings.push({ kind: expectation.untouched ? 'untouched-failed' : 'unexpected-outcome', index: plan.index, at: result.started, text: where });
+  }
+  if (plan.method === 'POST' && seen && seen.length > 1) {
+    findings.push({ kind: 'post-replayed', index: plan.index, text: `a POST reached servers ${seen.length} times: ${where}` });
+  }
+  return findings;
+}
+
+function describeSeen(seen: Observation[] | undefined): string {
+  if (!seen || seen.length === 0) return 'nothing';
+  return seen.map((o) => `${o.server} ${o.method} ${o.bodyBytes} B${o.bodyDone ? '' : ' (unfinished)'}${o.bodyOk ? '' : ' CORRUPT'}${o.answered ? ' answered' : ''}`).join(' | ');
+}
+
+/** RSS over the second half of the traffic: median of its first 10 % against median of its last 10 %. */
+export function rssGrowth(samples: { t: number; kb: number }[], from: number, to: number): { start: number; end: number; growth: number } | null {
+  const half = samples.filter((s) => s.t >= from + (to - from) / 2 && s.t <= to);
+  if (half.length < 6) return null;
+  const tenth = Math.max(1, Math.round(half.length / 10));
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const start = median(half.slice(0, tenth).map((s) => s.kb));
+  const end = median(half.slice(-tenth).map((s) => s.kb));
+  return { start, end, growth: (end - start) / start };
+}

@@ -129,9 +129,11 @@ export function runHttpClient(plan: Plan, ctx: ClientContext, tracker: Tracker):
         req.end();
         return;
       }
+      // node:http holds the head until the first body write: send it now, so a pause before the
+      // first body byte is a pause carelb sees.
+      req.flushHeaders();
       if (chaos.kind === 'expect') {
-        // Send the head now; the body after 100 Continue, or after 1 s without it (curl's rule).
-        req.flushHeaders();
+        // The body after 100 Continue, or after 1 s without it (curl's rule).
         tracker.stage = 'waiting for 100 Continue';
         await Promise.race([new Promise((r) => req.once('continue', r)), tracker.sleep(1000)]);
       }
@@ -187,7 +189,12 @@ export async function upload(plan: Plan, content: Content, tracker: Tracker, ops
   const nextSize = clientPieces(plan);
   // Points where the client stops for a while, and where it gives up.
   const gaps: { at: number; ms: number }[] = [];
-  if (chaos.kind === 'slow-upload') for (let p = 1; p < chaos.pieces; p++) gaps.push({ at: Math.floor((p * size) / chaos.pieces), ms: chaos.gapMs });
+  if (chaos.kind === 'slow-upload') {
+    // One gap per distinct offset: on a tiny body several would fall on the same byte and add
+    // up to a stall longer than client_body_idle.
+    const offsets = new Set(Array.from({ length: chaos.pieces - 1 }, (_, p) => Math.floor(((p + 1) * size) / chaos.pieces)));
+    for (const at of offsets) gaps.push({ at, ms: chaos.gapMs });
+  }
   if (chaos.kind === 'stall-upload') gaps.push({ at: chaos.atByte, ms: chaos.ms });
   const abortAt = chaos.kind === 'abort-upload' ? chaos.atByte : -1;
   tracker.stage = 'uploading';

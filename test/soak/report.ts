@@ -89,6 +89,8 @@ export interface ReportInput {
   rss: { start: number; mid: number; end: number; growth: { start: number; end: number; growth: number } | null; samples: number };
   probes: { passed: number; total: number };
   carelbProblems: string[];
+  /** carelb's counters per service (GET /api/status at the end). */
+  carelbView: string[];
   notes: string[];
   replayArgs: string;
   pass: boolean;
@@ -114,6 +116,8 @@ export function formatReport(r: ReportInput): string {
   out.push('');
   out.push(r.stats.clientChaos.table('client chaos', OUTCOME_COLUMNS));
   out.push('');
+  out.push("carelb's own counters:");
+  for (const line of r.carelbView) out.push(`  ${line}`);
   out.push(`control operations: ${[...r.control.entries()].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
   out.push(`invariants: ${r.invariants ? Object.entries(r.invariants).map(([k, v]) => `${k}=${v}`).join(' ') : 'NOT REPORTED (carelb does not report invariants yet)'}`);
   out.push(`thread_restarts: ${r.threadRestarts ?? 'unknown'}; child: ${r.childExit ?? 'alive until the end'}; shutdown: ${r.shutdown}`);

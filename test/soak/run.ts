@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../helpers/ports';
-import { startCarelb, type CarelbChild, type Topology, type Weights } from './carelb';
+import { QUEUE_MAX_CONNS, startCarelb, type CarelbChild, type Topology, type Weights } from './carelb';
 import { judgeResult, rssGrowth, type Finding } from './checks';
 import { Cleanup, pollUntil, Stopper } from './cleanup';
 import { Content } from './content';
@@ -145,7 +145,9 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   }
   const activeAfterProbes = await quiet(child, findings, 'after the final probes');
 
-  // carelb's own view: invariants, thread restarts, SIGHUP reloads seen in its log.
+  // carelb's own view: invariants, thread restarts, SIGHUP reloads seen in its log, counters.
+  const carelbView = await child.admin('GET', '/api/status').then(({ json }) => serviceLines(json), (error: Error) => [`GET /api/status failed: ${error.message}`]);
+  child.notes.push(`queue server q1 had at most ${servers.q1.peak} requests in progress at once (max_conns ${QUEUE_MAX_CONNS})`);
   traffic.stopWatchdog();
   await monitor.stop();
   await monitor.sample();
@@ -207,6 +209,7 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
     rss: { start: at(inTraffic, 0), mid: at(inTraffic, 0.5), end: at(inTraffic, 1), growth, samples: inTraffic.length },
     probes: { passed: probesPassed, total: probes.length },
     carelbProblems: child.problems,
+    carelbView,
     notes: child.notes,
     replayArgs: options.replayArgs,
     pass,
@@ -236,4 +239,14 @@ async function quiet(child: CarelbChild, findings: Finding[], when: string): Pro
     return `NOT 0 (${last})`;
   }
   return `0 within ${Date.now() - started} ms`;
+}
+
+/** carelb's counters per virtual service, one line each: what it thinks it did. */
+function serviceLines(status: any): string[] {
+  return (status.virtual_services as any[]).map((vs) => {
+    const c = vs.counters;
+    const retries = (vs.servers as any[]).reduce((sum, s) => sum + (s.counters?.retries ?? 0), 0);
+    const errors = Object.entries(vs.errors as Record<string, number>).filter(([, n]) => n > 0).map(([code, n]) => `${code} ${n}`).join(', ');
+    return `${vs.name}: ${c.requests} requests, 2xx ${c.responses_2xx}, 4xx ${c.responses_4xx}, 5xx ${c.responses_5xx}, client aborts ${c.client_aborts}, retries ${retries}; errors: ${errors || 'none'}`;
+  });
 }

@@ -48,6 +48,13 @@ export class Registry {
   /** When each finished request's client ended; its plan is kept a while for late arrivals. */
   private readonly ended = new Map<number, number>();
 
+  /** A request starts (again, with --repeat): a clean record of what servers saw. */
+  begin(plan: Plan): void {
+    this.plans.set(plan.index, plan);
+    this.seen.delete(plan.index);
+    this.ended.delete(plan.index);
+  }
+
   /** The plan of a request a server just received; notes one whose client ended long ago. */
   lookup(index: number, server: string): Plan | undefined {
     const plan = this.plans.get(index);
@@ -143,6 +150,8 @@ async function respond(plan: Plan, content: Content, ops: ResponseOps, name: str
 export interface SoakServer {
   name: string;
   address: string;
+  /** Most requests this server had in progress at once (checks max_conns from the outside). */
+  readonly peak: number;
   close(): Promise<void>;
   /** Well-behaved from now on (the final probes): no idle closes of its own. */
   behave(): void;
@@ -163,7 +172,11 @@ function sleeper(onClose: (wake: () => void) => void) {
 /** A node:http server (services main and queue). */
 export async function startHttpServer(name: string, registry: Registry, content: Content): Promise<SoakServer> {
   const sockets = new Set<net.Socket>();
+  let inProgress = 0;
+  let peak = 0;
   const server = http.createServer((req, res) => {
+    peak = Math.max(peak, ++inProgress);
+    res.once('close', () => inProgress--);
     const index = indexOf(req.url ?? '');
     const plan = registry.lookup(index, name);
     if (!plan) {
@@ -228,6 +241,9 @@ export async function startHttpServer(name: string, registry: Registry, content:
   return {
     name,
     address: `127.0.0.1:${port}`,
+    get peak() {
+      return peak;
+    },
     behave: () => {},
     close: () =>
       new Promise<void>((resolve) => {
@@ -353,6 +369,7 @@ export async function startRawServer(name: string, registry: Registry, content: 
   return {
     name,
     address: `127.0.0.1:${port}`,
+    peak: 0,
     behave: () => {
       behaved = true;
     },

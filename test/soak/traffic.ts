@@ -47,9 +47,7 @@ export class Traffic {
 
   /** Runs one request of the schedule and judges it; never rejects. */
   async runOne(plan: Plan, judgeAs: (result: Result) => Finding[] = (r) => judgeResult(r, this.registry.seen.get(plan.index), describe)): Promise<Result> {
-    this.registry.plans.set(plan.index, plan);
-    // A replayed index (--repeat) starts with a clean record of what servers saw.
-    this.registry.seen.delete(plan.index);
+    this.registry.begin(plan);
     const tracker = new Tracker(plan);
     this.active.add(tracker);
     let result: Result;

@@ -26,8 +26,8 @@ export interface Weights {
   raw: [number, number];
 }
 
-/** Requests the queue service's one server takes at once (across threads); more wait in the queue. */
-export const QUEUE_MAX_CONNS = 4;
+/** Requests each queue server takes at once (across threads); more wait in the queue. */
+export const QUEUE_MAX_CONNS = [3, 2];
 
 export function configDocument(topology: Topology, dir: string, weights: Weights): unknown {
   const timeouts = {
@@ -54,7 +54,7 @@ export function configDocument(topology: Topology, dir: string, weights: Weights
     virtual_services: [
       vs('main', {}, pair('main')),
       vs('raw', {}, pair('raw')),
-      vs('queue', { max_queue: 16 }, [{ name: topology.servers.queue[0].name, address: topology.servers.queue[0].address, max_conns: QUEUE_MAX_CONNS }]),
+      vs('queue', { max_queue: 16 }, topology.servers.queue.map((s, i) => ({ name: s.name, address: s.address, max_conns: QUEUE_MAX_CONNS[i] }))),
     ],
   };
 }

@@ -3,13 +3,15 @@
  *
  * - Untouched (server behaved, client behaved, and nothing else can reach it): must be ok.
  *   Slow but in-bounds behaviour (slow server, trickled body, 1xx, slow reader, slow uploader,
- *   Expect: 100-continue, a server that closes the connection after answering) is still
- *   "behaved": carelb must get those right too.
+ *   Expect: 100-continue, a server that closes the connection after answering, a stale
+ *   keep-alive connection under a GET, a server not accepting connections for a while) is
+ *   still "behaved": carelb must get those right too.
  * - Chaos-touched: may fail, but only in the ways that chaos explains (a reset server: a cut
  *   or 502 CLB_SERVER_CLOSED; a server that never answers: 504 CLB_SERVER_TIMEOUT; ...).
  * - Never sensible: a wrong answer (bytes, length, another request's answer), a stuck request,
  *   a POST that reached a server twice (it must never be replayed).
  */
+import { REPLAY_LIMIT } from '../../src/dataplane/request-body';
 import type { Observation } from './servers';
 import type { Plan } from './schedule';
 import type { Outcome, Result } from './tracker';
@@ -48,6 +50,13 @@ export function expectationFor(plan: Plan): Expectation {
       allowed.add('cut').add('carelb:CLB_SERVER_CLOSED');
       because.push('the server answered before reading the body');
       break;
+    case 'drop-reused':
+      // GET and HEAD are retried on a fresh connection: they must succeed. A POST is not replayed.
+      if (plan.method === 'POST') {
+        allowed.add('carelb:CLB_SERVER_CLOSED');
+        because.push('the server closed a reused connection on the POST (not replayed)');
+      }
+      break;
   }
   switch (client) {
     case 'abort-head':
@@ -67,12 +76,19 @@ export function expectationFor(plan: Plan): Expectation {
   // A stalled upload must not succeed, unless the server answered first without reading it.
   if (client === 'stall-upload' && server === 'early') allowed.add('ok');
   if (client === 'stall-upload' && server === 'stall-head') allowed.add('carelb:CLB_SERVER_TIMEOUT');
-  let untouched = BENIGN_SERVER.has(server) && BENIGN_CLIENT.has(client);
+  let untouched = (BENIGN_SERVER.has(server) || (server === 'drop-reused' && plan.method !== 'POST')) && BENIGN_CLIENT.has(client);
   // Service raw closes idle keep-alive connections on its own: a POST may meet one the server
   // just closed, and is never replayed (RFC 9112 §9.3.1). GET and HEAD are retried: still untouched.
-  if (plan.vs === 'raw' && plan.method === 'POST' && untouched) {
+  if (plan.vs === 'raw' && plan.method === 'POST') {
     allowed.add('carelb:CLB_SERVER_CLOSED');
     because.push('raw servers close idle keep-alive connections; a POST is not replayed');
+    untouched = false;
+  }
+  // A server of raw or queue may stop listening for a while (listener-down): a failed connect
+  // is retried elsewhere only while the body is held whole, up to REPLAY_LIMIT (retry.ts).
+  if (plan.vs !== 'main' && plan.reqSize > REPLAY_LIMIT) {
+    allowed.add('carelb:CLB_CONNECT_FAILED');
+    because.push(`a body over REPLAY_LIMIT (${REPLAY_LIMIT} B) is not replayed after a failed connect`);
     untouched = false;
   }
   return { allowed, untouched, because };
@@ -101,6 +117,21 @@ export interface Finding {
   index?: number;
   /** When that request started (to name the control operation just before it). */
   at?: number;
+  /** What the finding looks like it is, when a known pattern (groups the report). */
+  signature?: string;
+}
+
+/** Known patterns of failure: the report groups findings by them (they are hints, not proofs). */
+export function signatureOf(result: Result): string | undefined {
+  const { plan, detail } = result;
+  if (/chunked framing|chunk size|chunk data|HPE_STRICT|HPE_INVALID_CHUNK/i.test(detail)) {
+    return 'chunked response framing from carelb is corrupt (a chunk size line followed by other bytes)';
+  }
+  if (result.outcome === 'wrong' && plan.server.kind === 'reset' && plan.respFraming === 'close') {
+    return 'a close-delimited response cut by a server reset reaches the client as complete (clean end, or 200 with Content-Length: 0)';
+  }
+  if (result.outcome === 'wrong' && /crossed responses/.test(detail)) return "a client got another request's answer";
+  return undefined;
 }
 
 /** The findings one finished request gives (none for a sensible end). */
@@ -111,10 +142,11 @@ export function judgeResult(result: Result, seen: Observation[] | undefined, des
   const where = `${describePlan(plan)} -> ${result.outcome}${result.detail ? ` (${result.detail})` : ''}; ` +
     `${result.sent} B sent, ${result.received} B received in ${result.ended - result.started} ms, longest gap ${result.maxGapMs} ms` +
     `${result.reusedSocket ? ', on a reused client connection' : ''}; servers saw: ${describeSeen(seen)}`;
-  if (result.outcome === 'stuck') findings.push({ kind: 'stuck', index: plan.index, at: result.started, text: where });
-  else if (result.outcome === 'wrong') findings.push({ kind: 'wrong-answer', index: plan.index, at: result.started, text: where });
+  const signature = signatureOf(result);
+  if (result.outcome === 'stuck') findings.push({ kind: 'stuck', index: plan.index, at: result.started, text: where, signature });
+  else if (result.outcome === 'wrong') findings.push({ kind: 'wrong-answer', index: plan.index, at: result.started, text: where, signature });
   else if (!expectation.allowed.has(result.outcome)) {
-    findings.push({ kind: expectation.untouched ? 'untouched-failed' : 'unexpected-outcome', index: plan.index, at: result.started, text: where });
+    findings.push({ kind: expectation.untouched ? 'untouched-failed' : 'unexpected-outcome', index: plan.index, at: result.started, text: where, signature });
   }
   if (plan.method === 'POST' && seen && seen.length > 1) {
     findings.push({ kind: 'post-replayed', index: plan.index, text: `a POST reached servers ${seen.length} times: ${where}` });
@@ -124,7 +156,7 @@ export function judgeResult(result: Result, seen: Observation[] | undefined, des
 
 function describeSeen(seen: Observation[] | undefined): string {
   if (!seen || seen.length === 0) return 'nothing';
-  return seen.map((o) => `${o.server} ${o.method} ${o.bodyBytes} B${o.bodyDone ? '' : ' (unfinished)'}${o.bodyOk ? '' : ' CORRUPT'}${o.answered ? ' answered' : ''}`).join(' | ');
+  return seen.map((o) => `${o.server} ${o.method} ${o.bodyBytes} B${o.bodyDone ? '' : ' (unfinished)'}${o.bodyOk ? '' : ' CORRUPT'}${o.answered ? ' answered' : ''}${o.dropped ? ' dropped (reused connection)' : ''}`).join(' | ');
 }
 
 /** RSS over the second half of the traffic: median of its first 10 % against median of its last 10 %. */

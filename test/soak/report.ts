@@ -132,13 +132,17 @@ export function formatReport(r: ReportInput): string {
   out.push(`stuck requests: ${stuck.length}`);
   out.push('');
   if (r.findings.length > 0) {
-    const byKind = new Map<string, Finding[]>();
-    for (const f of r.findings) byKind.set(f.kind, [...(byKind.get(f.kind) ?? []), f]);
+    // Grouped by known pattern first (one bug, many requests), then by kind.
+    const groups = new Map<string, Finding[]>();
+    for (const f of r.findings) {
+      const key = f.signature ? `${f.signature} [${f.kind}]` : f.kind;
+      groups.set(key, [...(groups.get(key) ?? []), f]);
+    }
     out.push(`findings (${r.findings.length}):`);
-    for (const [kind, list] of byKind) {
-      out.push(`  ${kind}: ${list.length}`);
-      for (const f of list.slice(0, 12)) out.push(`    - ${f.text}`);
-      if (list.length > 12) out.push(`    … ${list.length - 12} more`);
+    for (const [key, list] of [...groups].sort((a, b) => b[1].length - a[1].length)) {
+      out.push(`  ${key}: ${list.length}`);
+      for (const f of list.slice(0, 6)) out.push(`    - ${f.text}`);
+      if (list.length > 6) out.push(`    … ${list.length - 6} more`);
       const indices = [...new Set(list.filter((f) => f.index !== undefined).map((f) => f.index!))].slice(0, 12);
       if (indices.length > 0) out.push(`    replay alone: CARELB_SOAK_SEED=${seed} npm run soak -- --only ${indices.join(',')}`);
     }

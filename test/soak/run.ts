@@ -17,7 +17,7 @@ import { Control } from './control';
 import { Monitor } from './monitor';
 import { seedText } from './prng';
 import { formatReport, Stats } from './report';
-import { describe, probePlans } from './schedule';
+import { describe, probePlans, type Vs } from './schedule';
 import { Registry, startHttpServer, startRawServer, type SoakServer } from './servers';
 import { Traffic } from './traffic';
 
@@ -67,7 +67,7 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   cleanup.add('temp dir', () => rmSync(dir, { recursive: true, force: true }));
 
   // Servers: two node:http behind main, two raw behind raw (closing idle connections after
-  // 700 ms and 2 s, both shorter than carelb's upstream_idle), one slow-ish node:http behind queue.
+  // 700 ms and 2 s, both shorter than carelb's upstream_idle), two raw behind queue (max_conns).
   const content = new Content(seed);
   const registry = new Registry();
   const servers: Record<string, SoakServer> = {};
@@ -79,14 +79,15 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   await start('h2', () => startHttpServer('h2', registry, content));
   await start('r1', () => startRawServer('r1', registry, content, 700));
   await start('r2', () => startRawServer('r2', registry, content, 2000));
-  await start('q1', () => startHttpServer('q1', registry, content));
+  await start('q1', () => startRawServer('q1', registry, content, 0));
+  await start('q2', () => startRawServer('q2', registry, content, 0));
   const topology: Topology = {
     ports: { main: await freePort(), raw: await freePort(), queue: await freePort() },
     adminPort: await freePort(),
     servers: {
       main: [servers.h1, servers.h2],
       raw: [servers.r1, servers.r2],
-      queue: [servers.q1],
+      queue: [servers.q1, servers.q2],
     },
   };
   const weights: Weights = { main: [1, 2], raw: [2, 1] };
@@ -98,7 +99,7 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   cleanup.add('client agent', () => agent.destroy());
   const traffic = new Traffic(seed, registry, { portOf: (vs) => topology.ports[vs], content, agent }, stats, findings);
   const monitor = new Monitor(child, traffic, seed);
-  const control = new Control(child, seed, { main: ['h1', 'h2'], raw: ['r1', 'r2'] }, findings);
+  const control = new Control(child, seed, topology.servers as Record<Vs, SoakServer[]>, findings);
   const stopper = new Stopper();
   cleanup.add('timers', async () => {
     stopper.stop();
@@ -127,7 +128,7 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   const activeAfterQuiet = await quiet(child, findings, 'after the traffic');
 
   // Final probes: every kind of request, well-behaved on both sides, must be answered correctly.
-  await control.allOnline().catch((error: Error) => findings.push({ kind: 'control', text: `bringing servers online for the probes: ${error.message}` }));
+  await control.restoreAll().catch((error: Error) => findings.push({ kind: 'control', text: `bringing servers back for the probes: ${error.message}` }));
   for (const s of Object.values(servers)) s.behave();
   const probes = probePlans();
   let probesPassed = 0;
@@ -147,7 +148,9 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
 
   // carelb's own view: invariants, thread restarts, SIGHUP reloads seen in its log, counters.
   const carelbView = await child.admin('GET', '/api/status').then(({ json }) => serviceLines(json), (error: Error) => [`GET /api/status failed: ${error.message}`]);
-  child.notes.push(`queue server q1 had at most ${servers.q1.peak} requests in progress at once (max_conns ${QUEUE_MAX_CONNS})`);
+  for (const [i, server] of [servers.q1, servers.q2].entries()) {
+    child.notes.push(`queue server ${server.name} had at most ${server.peak} requests in progress at once (max_conns ${QUEUE_MAX_CONNS[i]})`);
+  }
   traffic.stopWatchdog();
   await monitor.stop();
   await monitor.sample();

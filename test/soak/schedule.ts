@@ -10,8 +10,9 @@
  * - raw: two raw net servers that also close idle keep-alive connections on their own, so
  *   a request there can meet a connection the server has just closed (a POST then may fail:
  *   RFC 9112 §9.3.1, it is never replayed).
- * - queue: one node:http server with max_conns, slow enough that requests wait in the queue;
- *   clients abort some of them while they wait.
+ * - queue: two raw servers with max_conns, slow enough that requests wait in the queue;
+ *   clients abort some of them while they wait, and retries (drop-reused, listener-down)
+ *   have to find a place next to queued requests.
  */
 import { Prng, Stream } from './prng';
 
@@ -38,7 +39,13 @@ export type ServerChaos =
   /** Answers right after the request head, before reading the body; `close`: then closes. */
   | { kind: 'early'; close: boolean }
   /** Answers normally, then closes the idle connection `ms` later without warning (raw only). */
-  | { kind: 'close-after'; ms: number };
+  | { kind: 'close-after'; ms: number }
+  /**
+   * Arriving on a connection that already carried a response, the request is not answered:
+   * the server closes the connection, as if its keep-alive timer had fired just then. carelb
+   * must retry a GET or HEAD on a fresh connection (RFC 9112 §9.3.1), never a POST.
+   */
+  | { kind: 'drop-reused' };
 
 export interface Pause {
   atByte: number;
@@ -116,8 +123,8 @@ function serverChaos(rng: Prng, plan: Plan): ServerChaos {
   const hasUpload = plan.reqSize > 0;
   const weights =
     plan.vs === 'queue'
-      ? { none: 1, slow: 0, trickle: 0, info: 0, reset: 0, 'stall-head': 0, 'stall-body': 0, early: 0, 'close-after': 0 }
-      : { none: 62, slow: 7, trickle: 5, info: 7, reset: 5, 'stall-head': 2, 'stall-body': 2, early: 5, 'close-after': plan.vs === 'raw' ? 18 : 0 };
+      ? { none: 85, slow: 0, trickle: 0, info: 0, reset: 0, 'stall-head': 0, 'stall-body': 0, early: 0, 'close-after': 0, 'drop-reused': 15 }
+      : { none: 60, slow: 7, trickle: 5, info: 7, reset: 5, 'stall-head': 2, 'stall-body': 2, early: 5, 'close-after': plan.vs === 'raw' ? 18 : 0, 'drop-reused': 5 };
   const kind = rng.weighted(weights);
   switch (kind) {
     case 'slow':
@@ -136,6 +143,8 @@ function serverChaos(rng: Prng, plan: Plan): ServerChaos {
       return hasUpload ? { kind, close: rng.chance(0.5) } : { kind: 'none' };
     case 'close-after':
       return { kind, ms: rng.int(0, 150) };
+    case 'drop-reused':
+      return { kind };
     default:
       return { kind: 'none' };
   }
@@ -183,7 +192,7 @@ export function planFor(seed: number, index: number): Plan {
   const reqSize = method === 'POST' ? (small ? rng.logInt(0, 4 * KiB) : bodySize(rng, { zero: 10, small: 60, medium: 26, large: 4 })) : 0;
   const reqFraming: ReqFraming = method === 'POST' ? (rng.chance(0.6) ? 'cl' : 'chunked') : 'none';
   const respSize = small ? rng.logInt(0, 4 * KiB) : bodySize(rng, { zero: 10, small: 62, medium: 25, large: 3 });
-  const respFraming: RespFraming = vs === 'raw' ? rng.weighted({ cl: 40, chunked: 30, close: 30 }) : vs === 'main' ? (rng.chance(0.6) ? 'cl' : 'chunked') : 'cl';
+  const respFraming: RespFraming = vs === 'raw' ? rng.weighted({ cl: 40, chunked: 30, close: 30 }) : rng.chance(0.6) ? 'cl' : 'chunked';
   const plan: Plan = {
     index,
     vs,
@@ -210,15 +219,18 @@ export function isLarge(plan: Plan): boolean {
   return plan.reqSize >= LARGE || (plan.method !== 'HEAD' && plan.respSize >= LARGE);
 }
 
-export type ControlKind = 'reload-api' | 'reload-sighup' | 'drain' | 'online';
+export type ControlKind = 'reload-api' | 'reload-sighup' | 'drain' | 'online' | 'listener-down';
 
 export interface ControlOp {
   index: number;
   /** Pause before this operation (deliberate spacing, not a wait for a condition). */
   delayMs: number;
   kind: ControlKind;
-  vs: 'main' | 'raw';
+  /** drain/online: main or raw; listener-down: raw or queue (raw servers keep their connections when they stop listening). */
+  vs: 'main' | 'raw' | 'queue';
   server: 0 | 1;
+  /** listener-down: how long the server refuses new connections (carelb must connect elsewhere). */
+  downMs: number;
   /** Reloads: the new weights of main's and raw's two servers (a harmless change). */
   weights: { main: [number, number]; raw: [number, number] };
 }
@@ -226,12 +238,15 @@ export interface ControlOp {
 /** Control operation k of the schedule. */
 export function controlFor(seed: number, index: number): ControlOp {
   const rng = new Prng(seed, Stream.Control, index);
+  const kind = rng.weighted({ 'reload-api': 30, 'reload-sighup': 12, drain: 20, online: 20, 'listener-down': 18 } as Record<ControlKind, number>);
+  const either = rng.chance(0.5);
   return {
     index,
     delayMs: rng.int(1000, 4000),
-    kind: rng.weighted({ 'reload-api': 35, 'reload-sighup': 15, drain: 25, online: 25 } as Record<ControlKind, number>),
-    vs: rng.chance(0.5) ? 'main' : 'raw',
+    kind,
+    vs: kind === 'listener-down' ? (either ? 'raw' : 'queue') : either ? 'main' : 'raw',
     server: rng.chance(0.5) ? 0 : 1,
+    downMs: rng.int(300, 3000),
     weights: { main: [rng.int(1, 4), rng.int(1, 4)], raw: [rng.int(1, 4), rng.int(1, 4)] },
   };
 }
@@ -262,7 +277,9 @@ export function probePlans(): Plan[] {
     }
   }
   for (const method of ['GET', 'HEAD', 'POST'] as const) {
-    add({ vs: 'queue', method, client: clients[c++ % 3], reqSize: method === 'POST' ? 900 : 0, reqFraming: method === 'POST' ? 'cl' : 'none', respSize: 400, respFraming: 'cl' });
+    for (const respFraming of ['cl', 'chunked'] as const) {
+      add({ vs: 'queue', method, client: clients[c++ % 3], reqSize: method === 'POST' ? 900 : 0, reqFraming: method === 'POST' ? 'chunked' : 'none', respSize: 400, respFraming });
+    }
   }
   return plans;
 }

@@ -26,6 +26,8 @@ export interface Observation {
   /** The body bytes received so far are the planned ones (and all of them once bodyDone). */
   bodyOk: boolean;
   answered: boolean;
+  /** drop-reused: the server closed the connection instead of answering. */
+  dropped: boolean;
 }
 
 /** Shared between clients and servers: the plan of every request in flight, and what servers saw. */
@@ -39,6 +41,11 @@ export class Registry {
     const list = this.seen.get(index);
     if (list) list.push(observation);
     else this.seen.set(index, [observation]);
+  }
+
+  /** No server has seen this request yet: drop-reused hits only the first arrival (the race happens once). */
+  firstArrival(index: number): boolean {
+    return (this.seen.get(index)?.length ?? 0) === 0;
   }
 
   anomaly(text: string): void {
@@ -155,6 +162,22 @@ export interface SoakServer {
   close(): Promise<void>;
   /** Well-behaved from now on (the final probes): no idle closes of its own. */
   behave(): void;
+  /** Refuses new connections for `ms` (open ones keep working), then listens again on the same port. */
+  stopListening(ms: number): Promise<void>;
+}
+
+/** Closes the listener (not the connections) and listens again on the same port after `ms`. */
+function relisten(server: net.Server, port: number, ms: number): Promise<void> {
+  server.close();
+  return new Promise((resolve, reject) => {
+    setTimeout(() => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }, ms);
+  });
 }
 
 /** A sleep that a closing connection cuts short; timers are cleared so nothing outlives the socket. */
@@ -174,9 +197,13 @@ export async function startHttpServer(name: string, registry: Registry, content:
   const sockets = new Set<net.Socket>();
   let inProgress = 0;
   let peak = 0;
+  /** Requests each connection has carried (drop-reused acts on the second and later). */
+  const carried = new WeakMap<net.Socket, number>();
   const server = http.createServer((req, res) => {
     peak = Math.max(peak, ++inProgress);
     res.once('close', () => inProgress--);
+    const nth = carried.get(req.socket) ?? 0;
+    carried.set(req.socket, nth + 1);
     const index = indexOf(req.url ?? '');
     const plan = registry.lookup(index, name);
     if (!plan) {
@@ -184,8 +211,13 @@ export async function startHttpServer(name: string, registry: Registry, content:
       res.writeHead(404, { 'content-length': '0' });
       return res.end();
     }
-    const observation: Observation = { server: name, at: Date.now(), method: req.method!, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false };
+    const observation: Observation = { server: name, at: Date.now(), method: req.method!, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false, dropped: false };
+    const first = registry.firstArrival(index);
     registry.observe(index, observation);
+    if (plan.server.kind === 'drop-reused' && nth > 0 && first) {
+      observation.dropped = true;
+      return req.socket.destroy();
+    }
     if (req.method !== plan.method) registry.anomaly(`${name}: #${index} arrived as ${req.method}, sent as ${plan.method}`);
     const verifier = content.verifier(Content.salt(index, 'request'), plan.reqSize);
     let closed = false;
@@ -245,6 +277,8 @@ export async function startHttpServer(name: string, registry: Registry, content:
       return peak;
     },
     behave: () => {},
+    // node:http's close() also closes idle keep-alive connections: not the chaos wanted here.
+    stopListening: () => Promise.reject(new Error('listener-down is for raw servers only')),
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
@@ -254,20 +288,32 @@ export async function startHttpServer(name: string, registry: Registry, content:
 }
 
 /**
- * A raw net server (service raw): close-delimited responses, real TCP resets, and idle
- * keep-alive connections closed after `idleCloseMs` without notice, as many servers do.
+ * A raw net server (services raw and queue): close-delimited responses, real TCP resets, and
+ * idle keep-alive connections closed after `idleCloseMs` (0: never) without notice, as many
+ * servers do.
  */
 export async function startRawServer(name: string, registry: Registry, content: Content, idleCloseMs: number): Promise<SoakServer> {
   const sockets = new Set<net.Socket>();
   let behaved = false;
+  let inProgress = 0;
+  let peak = 0;
   const server = net.createServer((socket) => {
     sockets.add(socket);
     let closed = false;
+    /** Responses finished on this connection (drop-reused acts once it carried one). */
+    let served = 0;
+    /** A request is in progress on this connection (counted once in inProgress). */
+    let busy = false;
+    const idle = () => {
+      if (busy) inProgress--;
+      busy = false;
+    };
     let idleTimer: NodeJS.Timeout | undefined;
     const wakers: (() => void)[] = [];
     socket.on('error', () => {});
     socket.on('close', () => {
       closed = true;
+      idle();
       clearTimeout(idleTimer);
       sockets.delete(socket);
       for (const wake of wakers.splice(0)) wake();
@@ -306,13 +352,15 @@ export async function startRawServer(name: string, registry: Registry, content: 
         finish: () => {
           if (chunked && plan.method !== 'HEAD') write('0\r\n\r\n');
           responding = false;
+          served++;
+          idle();
           if (closeAfter) {
             socket.end();
             return;
           }
           if (behaved) return;
           if (chaos.kind === 'close-after') idleTimer = setTimeout(() => socket.destroy(), chaos.ms);
-          else if (reader.idle && current === null) idleTimer = setTimeout(() => socket.destroy(), idleCloseMs);
+          else if (reader.idle && current === null && idleCloseMs > 0) idleTimer = setTimeout(() => socket.destroy(), idleCloseMs);
         },
         reset: () => socket.resetAndDestroy(),
         alive: () => !closed,
@@ -334,8 +382,16 @@ export async function startRawServer(name: string, registry: Registry, content: 
           return;
         }
         if (head.method !== plan.method) registry.anomaly(`${name}: #${index} arrived as ${head.method}, sent as ${plan.method}`);
-        const observation: Observation = { server: name, at: Date.now(), method: head.method, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false };
+        const observation: Observation = { server: name, at: Date.now(), method: head.method, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false, dropped: false };
+        const first = registry.firstArrival(index);
         registry.observe(index, observation);
+        if (plan.server.kind === 'drop-reused' && served > 0 && first && !behaved) {
+          observation.dropped = true;
+          socket.destroy();
+          return;
+        }
+        if (!busy) peak = Math.max(peak, ++inProgress);
+        busy = true;
         const early = plan.server.kind === 'early';
         current = { plan, observation, verifier: content.verifier(Content.salt(index, 'request'), plan.reqSize), early };
         if (early) answer(plan, null);
@@ -369,10 +425,13 @@ export async function startRawServer(name: string, registry: Registry, content: 
   return {
     name,
     address: `127.0.0.1:${port}`,
-    peak: 0,
+    get peak() {
+      return peak;
+    },
     behave: () => {
       behaved = true;
     },
+    stopListening: (ms) => relisten(server, port, ms),
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();

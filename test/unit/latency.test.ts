@@ -24,7 +24,7 @@ test('the latency book merges intervals of several threads and forgets those old
   book.add({ 7: sparseCounts(slow) }, 1_000_500);
   const both = book.recent([7], 1_001_000)!;
   assert.equal(both.count, 100);
-  assert.equal(both.p50, 1);
+  assert.ok(Math.abs(both.p50 - 1) <= 0.01, `p50 ${both.p50} ms (2 significant digits)`);
   assert.ok(both.p999 >= 495 && both.p999 <= 505, `p99.9 ${both.p999} ms`);
   // 61 s later only what was added since counts in the window; the cumulative keeps everything.
   book.add({ 7: sparseCounts(fast) }, 1_062_000);

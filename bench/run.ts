@@ -206,7 +206,13 @@ async function main(): Promise<number> {
     }
     progress.log(`latency ${scenario}: offering ${rate.rate} req/s to every proxy (${rate.basis})`);
     const latency = await runTable(env, drivers, skipped, { table: 'latency', load: 'autocannon', scenario, rate: rate.rate, rateBasis: rate.basis });
-    rows.push(...latency.map((b) => b.build()));
+    const built = latency.map((b) => b.build());
+    rows.push(...built);
+    const measured = built.filter((r) => r.status === 'ok' && r.rounds_ok > 0);
+    if (measured.length > 0 && measured.every((r) => !r.counted)) {
+      const peak = Math.max(...measured.map((r) => r.burst_peak_rps ?? 0));
+      notes.push(`latency ${scenario}: no proxy achieved ${rate.rate} req/s; if the load generator could not offer it (busiest 100 ms: ${Math.round(peak)} req/s), run again with a lower --rate`);
+    }
   }
   progress.clear();
 

@@ -9,7 +9,6 @@ import { ADMIN_HALT, ADMIN_ONLINE, F_WEIGHT, F_ADMIN, F_5XX_STREAK, F_FAIL_STREA
 import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
 import { backendTlsConfig, backendTlsOptions } from '../upstream/tls-options';
-import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Exchange } from './exchange';
 import { Admission } from './admission';
@@ -173,7 +172,8 @@ export class ServiceRuntime {
         status: fallback.status,
         contentType: fallback.content_type,
         retryAfter: fallback.retry_after === undefined ? null : String(Math.ceil(fallback.retry_after / 1000)),
-        body: fallback.body_file ? readFileSync(fallback.body_file) : Buffer.from('no server is available to handle this request\n'),
+        // The primary read and checked body_file (config/config-files.ts): a thread never reads it.
+        body: plan.fallbackBody ? Buffer.from(plan.fallbackBody.buffer, plan.fallbackBody.byteOffset, plan.fallbackBody.byteLength) : Buffer.from('no server is available to handle this request\n'),
       };
     }
     this.statBase = views.layout.vsStat(thread, plan.slot, 0);

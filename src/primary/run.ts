@@ -85,7 +85,9 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   annotatePlan(initial, planned.plan, files);
   const shared = createSharedFor(slots.vsCapacity, slots.serverCapacity, threads);
   applyPlan(shared, initial, planned.plan, planned.freshServers, planned.freshVs);
-  const supervisor = new Supervisor(initial, planned.plan, threads, shared, log);
+  // A thread that failed to start is reported with what the file check finds now.
+  const diagnose = () => checkConfigFiles(supervisor.config).errors;
+  const supervisor: Supervisor = new Supervisor(initial, planned.plan, threads, shared, log, { diagnose });
   try {
     await supervisor.start();
   } catch (error) {
@@ -159,11 +161,14 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     health.update(config, next.plan);
     for (const slot of next.freshServers) latency.forget(slot);
     accessLog.configure(config);
-    const failed = await supervisor.reload(config, next.plan);
+    const outcome = await supervisor.reload(config, next.plan);
     configHash = hashOf(config, text);
-    if (failed.length > 0) {
-      const errors = failed.map((name) => `virtual service ${name}: cannot listen on its address (in use or not available)`);
-      log.error({ source, errors }, 'reload applied, but some listeners could not be opened');
+    const errors = [
+      ...outcome.unlistened.map((name) => `virtual service ${name}: cannot listen on its address (in use or not available)`),
+      ...outcome.threadErrors,
+    ];
+    if (errors.length > 0) {
+      log.error({ source, errors }, 'reload applied, but not every thread could apply it');
       return { ok: false, errors };
     }
     log.info({ source, config_hash: configHash, virtual_services: config.virtual_services.length }, 'config reloaded');

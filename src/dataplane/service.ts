@@ -17,11 +17,16 @@ import type { Histogram } from 'hdr-histogram-js';
 import type { RateTable } from '../state/rate-table';
 import { proxyRequest, redirectToHttps } from './frontend';
 
-/** Whether a server's pooled connections can serve the reloaded config: same address and TLS settings. */
-function sameConnectionTarget(old: ServerRuntime, server: ServerConfig, vs: VirtualServiceConfig): boolean {
+/**
+ * Whether a server's pooled connections can serve the reloaded config: same address, TLS
+ * settings and TLS files' contents (`tlsFingerprint`, from the primary's file check), so a
+ * CA, certificate or key rotated in place gets a new pool (issue 11, point 7).
+ */
+function sameConnectionTarget(old: ServerRuntime, server: ServerConfig, vs: VirtualServiceConfig, tlsFingerprint: string | undefined): boolean {
   return (
     old.config.address.host === server.address.host &&
     old.config.address.port === server.address.port &&
+    old.tlsFingerprint === tlsFingerprint &&
     JSON.stringify(backendTlsConfig(old.vsConfig, old.config)) === JSON.stringify(backendTlsConfig(vs, server))
   );
 }
@@ -42,6 +47,8 @@ export class ServerRuntime {
   readonly inflightIndex: number;
   /** Index of this thread's first counter for this server in the Float64 stats. */
   readonly statBase: number;
+  /** Digest of the backend TLS files the pool was built from (plan.backendTls); carried with the pool. */
+  tlsFingerprint: string | undefined = undefined;
 
   constructor(
     readonly config: ServerConfig,
@@ -155,10 +162,14 @@ export class ServiceRuntime {
     this.servers = config.servers.map((server, local) => {
       const slot = plan.servers[local];
       const old = previous.get(slot);
-      if (old && sameConnectionTarget(old, server, config)) {
+      const tlsFingerprint = plan.backendTls?.[local];
+      if (old && sameConnectionTarget(old, server, config, tlsFingerprint)) {
         return old.carriedInto(server, local, config);
       }
-      return new ServerRuntime(server, local, slot, config, views, thread, events);
+      // A new pool; the old one is retired by the plane: its busy connections finish, then close.
+      const fresh = new ServerRuntime(server, local, slot, config, views, thread, events);
+      fresh.tlsFingerprint = tlsFingerprint;
+      return fresh;
     });
     this.admission = new Admission(config, rates);
     const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };

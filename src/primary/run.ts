@@ -116,6 +116,14 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   };
   const startedAt = Date.now();
   let configHash = hashOf(initial, options.configText);
+  // Installed before anything is logged as started: a test that signals on seeing the log
+  // line must find the handler in place (the first signal listener takes a while to install).
+  if (process.env.CARELB_FAULT_INJECTION === '1') {
+    process.on('SIGUSR2', () => {
+      log.warn('fault injection: crashing data-plane thread 0');
+      supervisor.crashThread(0);
+    });
+  }
   log.info({
     msg: 'ready',
     workers: threads,
@@ -263,11 +271,5 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   }
   if (adminServer) log.info({ listen: `${initial.admin!.listen.host}:${adminServer.port}`, token_file: adminServer.tokenFile }, 'admin API and dashboard listening');
 
-  if (process.env.CARELB_FAULT_INJECTION === '1') {
-    process.on('SIGUSR2', () => {
-      log.warn('fault injection: crashing data-plane thread 0');
-      supervisor.crashThread(0);
-    });
-  }
   return { supervisor, shared, admin, adminServer, status, reload, stop };
 }

@@ -19,6 +19,8 @@ declare module 'autocannon' {
     servername?: string;
     tlsOptions?: Record<string, unknown>;
     maxOverallRequests?: number;
+    /** Requests per second over all connections (each connection gets a per-second quota). */
+    overallRate?: number;
   }
 
   interface Result {

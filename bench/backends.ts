@@ -1,8 +1,10 @@
 /**
  * Reference backends: the API servers behind the proxy under test. Started once per run and
  * shared by every proxy, pinned to the load generator's CPU so the proxy's CPU is its own.
+ * Every proxy balances over two of them (BACKEND_COUNT), so balancing does real work.
+ *   nginx:   nginx `return 200` with the same body, plain or TLS (the default: C, cheap, so
+ *            the load CPU has room for wrk)
  *   builtin: bench/backend-server.ts (uWebSockets.js), plain or TLS
- *   nginx:   nginx `return 200` with the same body, plain or TLS
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,11 +25,16 @@ export interface Backend {
   stop(): Promise<void>;
 }
 
+/** Servers behind every proxy (the issue's reference setup: two nginx backends). */
+export const BACKEND_COUNT = 2;
+
 export interface BackendOptions {
   kind: BackendKind;
+  /** Tells instances apart in labels and directories. */
+  index: number;
   /** Present → the backend speaks TLS with this certificate (bridge scenario). */
   certs?: BenchCerts;
-  cpus: string;
+  cpus: string | undefined;
   /** A private directory this backend may write into. */
   workDir: string;
 }
@@ -38,7 +45,7 @@ function startBuiltin(o: BackendOptions): Promise<Backend> {
   if (o.certs) args.push('--cert', o.certs.cert, '--key', o.certs.key);
   return new Promise((resolve, reject) => {
     let settled = false;
-    const child = spawnTracked(`builtin backend${o.certs ? ' (tls)' : ''}`, process.execPath, args, {
+    const child = spawnTracked(`builtin backend ${o.index}${o.certs ? ' (tls)' : ''}`, process.execPath, args, {
       cpus: o.cpus,
       onStdoutLine: (line) => {
         if (settled) return;
@@ -73,7 +80,7 @@ async function startNginx(o: BackendOptions): Promise<Backend> {
   const bin = findBinary('nginx');
   if (!bin) throw new Error(`--backend nginx: ${missingReason('nginx')}`);
   const port = await freePort();
-  const dir = path.join(o.workDir, `nginx-backend-${o.certs ? 'tls' : 'plain'}`);
+  const dir = path.join(o.workDir, `nginx-backend-${o.certs ? 'tls' : 'plain'}-${o.index}`);
   fs.mkdirSync(dir, { recursive: true });
   const tls = o.certs
     ? `    ssl_certificate ${o.certs.cert};
@@ -94,7 +101,7 @@ ${tls}    location / {
 `;
   const confPath = path.join(dir, 'nginx.conf');
   fs.writeFileSync(confPath, conf);
-  const child = spawnTracked(`nginx backend${o.certs ? ' (tls)' : ''}`, bin, ['-p', dir, '-e', 'stderr', '-c', confPath], { cpus: o.cpus });
+  const child = spawnTracked(`nginx backend ${o.index}${o.certs ? ' (tls)' : ''}`, bin, ['-p', dir, '-e', 'stderr', '-c', confPath], { cpus: o.cpus });
   await waitForPort(port, child);
   rememberTree(child);
   return { kind: 'nginx', tls: !!o.certs, port, child, stop: () => stopTracked(child) };
@@ -102,4 +109,11 @@ ${tls}    location / {
 
 export function startBackend(o: BackendOptions): Promise<Backend> {
   return o.kind === 'builtin' ? startBuiltin(o) : startNginx(o);
+}
+
+/** BACKEND_COUNT backends of one kind, plain or TLS. */
+export async function startBackends(o: Omit<BackendOptions, 'index'>): Promise<Backend[]> {
+  const out: Backend[] = [];
+  for (let i = 1; i <= BACKEND_COUNT; i++) out.push(await startBackend({ ...o, index: i }));
+  return out;
 }

@@ -1,7 +1,9 @@
 /**
- * Command-line parsing for `npm run bench`. Pure: argv in, options (or an error message) out,
- * so it can be unit-tested and so run.ts never has to look at raw strings again.
+ * Command-line parsing for `npm run bench`, on node:util `parseArgs` in strict mode (issue 13:
+ * no hand-written parsers; an unknown flag or a stray argument is an error, never ignored).
+ * Pure: argv in, options or an error message out; run.ts turns a message into exit 2 + usage.
  */
+import { parseArgs } from 'node:util';
 
 export const SCENARIOS = ['plain', 'offload', 'bridge', 'handshake'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -9,24 +11,33 @@ export type Scenario = (typeof SCENARIOS)[number];
 export const ANCHORS = ['haproxy', 'nginx'] as const;
 export type Anchor = (typeof ANCHORS)[number];
 
+/** wrk → the capacity table (saturated); autocannon → the latency table (fixed offered rate). */
+export const LOADS = ['wrk', 'autocannon'] as const;
+export type LoadKind = (typeof LOADS)[number];
+
 export type BackendKind = 'builtin' | 'nginx';
 export type CertKind = 'rsa2048' | 'p256';
 
 export interface BenchOptions {
   scenarios: Scenario[];
-  /** Length of the measured window of one proxy-scenario-round. */
+  loads: LoadKind[];
+  /** Offered rate of the latency table, req/s; undefined = 50 % of HAProxy's wrk capacity. */
+  rate: number | undefined;
+  /** Length of the measured window of one proxy-scenario-round, whole seconds. */
   durationMs: number;
-  /** Load before the window opens; nothing from it is counted except errors. */
+  /** Load before the window opens, whole seconds; nothing from it is counted except errors. */
   warmupMs: number;
   connections: number;
   workers: number;
   rounds: number;
-  /** How many times a round is measured again when other processes used the proxy's CPU. */
+  /** How many times a round is measured again when other processes used the bench's CPUs. */
   noisyRetries: number;
   /** Anchors asked for; missing binaries are skipped at run time with a note. */
   compare: Anchor[];
   backend: BackendKind;
   cert: CertKind;
+  /** false: nothing is pinned (scaling check: threads and load share every CPU). */
+  pin: boolean;
   smoke: boolean;
   /** undefined = bench/results in the repository, wherever the harness is started from. */
   out: string | undefined;
@@ -36,17 +47,24 @@ export interface BenchOptions {
 export const USAGE = `usage: npm run bench -- [options]
 
   --scenario S       plain | offload | bridge | handshake | all   (default all; comma list allowed)
-  --duration D       measured window per proxy and round, e.g. 10s, 500ms, 1m   (default 10s)
-  --warmup D         load before the window opens   (default max(2s, 10% of duration))
+  --load L           wrk | autocannon | wrk,autocannon   (default wrk,autocannon)
+                       wrk:        capacity table, every proxy driven to saturation
+                       autocannon: latency table at one fixed offered rate for every proxy
+  --rate N           offered rate of the latency table, req/s   (default 50% of HAProxy's
+                     wrk capacity in the same scenario and run; required without wrk or HAProxy)
+  --duration D       measured window per proxy and round, whole seconds: 10s, 1m, 10   (default 10s)
+  --warmup D         load before the window opens, whole seconds   (default max(2s, 10% of duration))
   --connections N    concurrent client connections (handshake: concurrent connect loops)   (default 64)
-  --workers N        threads/processes per proxy; proxies are pinned to CPUs 1..N   (default 1)
+  --workers N        threads/processes per proxy (carelb workers, HAProxy nbthread, NGINX
+                     worker_processes); proxies are pinned to CPUs 1..N   (default 1)
   --rounds N         each proxy runs N times, order rotated each round   (default 3)
   --noisy-retries N  measure a round again, up to N times, when other processes ran on the
-                     proxy's CPU during its window   (default 2; 0 with --smoke)
+                     bench's CPUs during its window   (default 2; 0 with --smoke)
   --compare LIST     anchors beside carelb: haproxy,nginx | haproxy | nginx | none   (default haproxy,nginx)
-  --backend B        builtin (uWebSockets.js) | nginx   (default builtin)
+  --backend B        nginx (two nginx 'return 200' servers) | builtin (two uWebSockets.js servers)   (default nginx)
   --cert C           rsa2048 | p256: key type of the generated bench certificates   (default rsa2048)
-  --smoke            2 s per proxy-scenario (0.5 s warm-up), 1 round, 8 connections
+  --pin P            on | off: off pins nothing (scaling check)   (default on)
+  --smoke            1 s warm-up + 1 s window, 1 round, 8 connections: proves the harness works
   --out DIR          where <timestamp>.json/.md/.svg go   (default bench/results)
   --help`;
 
@@ -60,132 +78,152 @@ export function parseDurationMs(text: string): number | undefined {
   return ms > 0 ? Math.round(ms) : undefined;
 }
 
+/**
+ * Windows are whole seconds: wrk's -d counts whole seconds, and autocannon's rate is a quota
+ * per connection per second, so only a whole number of seconds holds a whole number of quotas.
+ */
+function wholeSeconds(flag: string, text: string): number | string {
+  const ms = parseDurationMs(text);
+  if (ms === undefined) return `${flag}: "${text}" is not a duration (e.g. 10s, 1m)`;
+  if (ms % 1000 !== 0) return `${flag}: "${text}" is not a whole number of seconds (wrk and autocannon's rate count whole seconds)`;
+  return ms;
+}
+
 function positiveInt(flag: string, text: string): number | string {
   const n = Number(text);
   return Number.isInteger(n) && n >= 1 ? n : `${flag}: "${text}" is not a positive integer`;
 }
 
+/** A comma list whose items must all be in `allowed`; returned in `allowed`'s order. */
+function list<T extends string>(flag: string, text: string, allowed: readonly T[]): T[] | string {
+  const items = text.split(',').map((s) => s.trim());
+  for (const s of items) if (!(allowed as readonly string[]).includes(s)) return `${flag}: unknown value "${s}" (${allowed.join(', ')})`;
+  return allowed.filter((a) => items.includes(a));
+}
+
+const SPEC = {
+  scenario: { type: 'string' },
+  load: { type: 'string' },
+  rate: { type: 'string' },
+  duration: { type: 'string' },
+  warmup: { type: 'string' },
+  connections: { type: 'string' },
+  workers: { type: 'string' },
+  rounds: { type: 'string' },
+  'noisy-retries': { type: 'string' },
+  compare: { type: 'string' },
+  backend: { type: 'string' },
+  cert: { type: 'string' },
+  pin: { type: 'string' },
+  smoke: { type: 'boolean' },
+  out: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function strictValues(argv: readonly string[]) {
+  return parseArgs({ args: [...argv], options: SPEC, strict: true, allowPositionals: false }).values;
+}
+
 /** Returns the options, or a message for the first bad argument. */
-export function parseArgs(argv: readonly string[]): BenchOptions | string {
+export function parseBenchArgs(argv: readonly string[]): BenchOptions | string {
+  let v: ReturnType<typeof strictValues>;
+  try {
+    v = strictValues(argv);
+  } catch (err) {
+    // ERR_PARSE_ARGS_UNKNOWN_OPTION, _UNEXPECTED_POSITIONAL, _INVALID_OPTION_VALUE: one line each.
+    return err instanceof Error ? err.message : String(err);
+  }
+  const smoke = v.smoke === true;
+
   let scenarios: Scenario[] = [...SCENARIOS];
-  let durationMs: number | undefined;
-  let warmupMs: number | undefined;
-  let connections: number | undefined;
-  let workers = 1;
-  let rounds: number | undefined;
-  let noisyRetries: number | undefined;
+  if (v.scenario !== undefined && v.scenario !== 'all') {
+    const s = list('--scenario', v.scenario, SCENARIOS);
+    if (typeof s === 'string') return s;
+    scenarios = s;
+  }
+  let loads: LoadKind[] = [...LOADS];
+  if (v.load !== undefined) {
+    const l = list('--load', v.load, LOADS);
+    if (typeof l === 'string') return l;
+    loads = l;
+  }
   let compare: Anchor[] = [...ANCHORS];
-  let backend: BackendKind = 'builtin';
-  let cert: CertKind = 'rsa2048';
-  let smoke = false;
-  let out: string | undefined;
-  let help = false;
-
-  for (let i = 0; i < argv.length; i++) {
-    const raw = argv[i];
-    // Accept both "--flag value" and "--flag=value".
-    const eq = raw.indexOf('=');
-    const flag = raw.startsWith('--') && eq > 0 ? raw.slice(0, eq) : raw;
-    const inline = raw.startsWith('--') && eq > 0 ? raw.slice(eq + 1) : undefined;
-    const value = (): string | undefined => (inline !== undefined ? inline : argv[++i]);
-
-    switch (flag) {
-      case '--help':
-      case '-h':
-        help = true;
-        break;
-      case '--smoke':
-        smoke = true;
-        break;
-      case '--scenario': {
-        const v = value();
-        if (!v) return '--scenario needs a value';
-        if (v === 'all') {
-          scenarios = [...SCENARIOS];
-          break;
-        }
-        const list = v.split(',').map((s) => s.trim());
-        for (const s of list) if (!(SCENARIOS as readonly string[]).includes(s)) return `--scenario: unknown scenario "${s}" (plain, offload, bridge, handshake, all)`;
-        scenarios = SCENARIOS.filter((s) => list.includes(s));
-        break;
-      }
-      case '--duration':
-      case '--warmup': {
-        const v = value();
-        const ms = v === undefined ? undefined : parseDurationMs(v);
-        if (ms === undefined) return `${flag}: "${v ?? ''}" is not a duration (e.g. 10s, 500ms, 1m)`;
-        if (flag === '--duration') durationMs = ms;
-        else warmupMs = ms;
-        break;
-      }
-      case '--connections':
-      case '--workers':
-      case '--rounds': {
-        const v = value();
-        if (v === undefined) return `${flag} needs a value`;
-        const n = positiveInt(flag, v);
-        if (typeof n === 'string') return n;
-        if (flag === '--connections') connections = n;
-        else if (flag === '--workers') workers = n;
-        else rounds = n;
-        break;
-      }
-      case '--noisy-retries': {
-        const v = value();
-        const n = Number(v);
-        if (v === undefined || !Number.isInteger(n) || n < 0) return `--noisy-retries: "${v ?? ''}" is not a whole number`;
-        noisyRetries = n;
-        break;
-      }
-      case '--compare': {
-        const v = value();
-        if (v === undefined) return '--compare needs a value';
-        if (v === 'none' || v === '') {
-          compare = [];
-          break;
-        }
-        const list = v.split(',').map((s) => s.trim());
-        for (const a of list) if (!(ANCHORS as readonly string[]).includes(a)) return `--compare: unknown proxy "${a}" (haproxy, nginx, none)`;
-        compare = ANCHORS.filter((a) => list.includes(a));
-        break;
-      }
-      case '--backend': {
-        const v = value();
-        if (v !== 'builtin' && v !== 'nginx') return `--backend: "${v ?? ''}" is not builtin or nginx`;
-        backend = v;
-        break;
-      }
-      case '--cert': {
-        const v = value();
-        if (v !== 'rsa2048' && v !== 'p256') return `--cert: "${v ?? ''}" is not rsa2048 or p256`;
-        cert = v;
-        break;
-      }
-      case '--out': {
-        const v = value();
-        if (!v) return '--out needs a directory';
-        out = v;
-        break;
-      }
-      default:
-        return `unknown argument "${raw}"`;
+  if (v.compare !== undefined) {
+    if (v.compare === 'none' || v.compare === '') compare = [];
+    else {
+      const c = list('--compare', v.compare, ANCHORS);
+      if (typeof c === 'string') return c;
+      compare = c;
     }
   }
 
+  const ints: Record<'connections' | 'workers' | 'rounds' | 'rate', number | undefined> = { connections: undefined, workers: undefined, rounds: undefined, rate: undefined };
+  for (const k of ['connections', 'workers', 'rounds', 'rate'] as const) {
+    const text = v[k];
+    if (text === undefined) continue;
+    const n = positiveInt(`--${k}`, text);
+    if (typeof n === 'string') return n;
+    ints[k] = n;
+  }
+  let noisyRetries: number | undefined;
+  if (v['noisy-retries'] !== undefined) {
+    const n = Number(v['noisy-retries']);
+    if (!Number.isInteger(n) || n < 0) return `--noisy-retries: "${v['noisy-retries']}" is not a whole number`;
+    noisyRetries = n;
+  }
+  let durationMs: number | undefined;
+  let warmupMs: number | undefined;
+  if (v.duration !== undefined) {
+    const ms = wholeSeconds('--duration', v.duration);
+    if (typeof ms === 'string') return ms;
+    durationMs = ms;
+  }
+  if (v.warmup !== undefined) {
+    const ms = wholeSeconds('--warmup', v.warmup);
+    if (typeof ms === 'string') return ms;
+    warmupMs = ms;
+  }
+  const backend = v.backend ?? 'nginx';
+  if (backend !== 'builtin' && backend !== 'nginx') return `--backend: "${backend}" is not nginx or builtin`;
+  const cert = v.cert ?? 'rsa2048';
+  if (cert !== 'rsa2048' && cert !== 'p256') return `--cert: "${cert}" is not rsa2048 or p256`;
+  const pin = v.pin ?? 'on';
+  if (pin !== 'on' && pin !== 'off') return `--pin: "${pin}" is not on or off`;
+  if (v.out === '') return '--out needs a directory';
+
+  // The latency table's rate is 50 % of HAProxy's wrk capacity; without either, it needs --rate.
+  const latency = loads.includes('autocannon') && scenarios.some((s) => s !== 'handshake');
+  if (latency && ints.rate === undefined && !loads.includes('wrk')) return '--load autocannon without wrk needs --rate N: there is no wrk capacity to take 50 % of';
+  if (latency && ints.rate === undefined && !compare.includes('haproxy')) return '--compare without haproxy needs --rate N for the latency table: its rate is 50 % of HAProxy\'s capacity';
+
   if (smoke) {
     // The test suite runs this: small and quick, but through every code path of a real run.
-    durationMs ??= 1500;
-    warmupMs ??= 500;
-    connections ??= 8;
-    rounds ??= 1;
+    durationMs ??= 1000;
+    warmupMs ??= 1000;
+    ints.connections ??= 8;
+    ints.rounds ??= 1;
     noisyRetries ??= 0;
   }
   durationMs ??= 10_000;
-  // Long enough for JIT, connection pools and TLS session caches to settle.
-  warmupMs ??= Math.max(2000, Math.round(durationMs * 0.1));
-  connections ??= 64;
-  rounds ??= 3;
-  noisyRetries ??= 2;
+  // Long enough for JIT, connection pools and TLS session caches to settle; whole seconds.
+  warmupMs ??= Math.max(2000, Math.ceil(durationMs / 10_000) * 1000);
 
-  return { scenarios, durationMs, warmupMs, connections, workers, rounds, noisyRetries, compare, backend, cert, smoke, out, help };
+  return {
+    scenarios,
+    loads,
+    rate: ints.rate,
+    durationMs,
+    warmupMs,
+    connections: ints.connections ?? 64,
+    workers: ints.workers ?? 1,
+    rounds: ints.rounds ?? 3,
+    noisyRetries: noisyRetries ?? 2,
+    compare,
+    backend,
+    cert,
+    pin: pin === 'on',
+    smoke,
+    out: v.out,
+    help: v.help === true,
+  };
 }

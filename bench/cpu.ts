@@ -63,21 +63,41 @@ export function peakRssKb(pids: readonly number[]): number {
   return kb;
 }
 
-/** CPU time of this very process (the load generator), microseconds. */
-export function selfCpuMicros(): number {
-  const u = process.cpuUsage();
-  return u.user + u.system;
+/**
+ * CPU time of this very process plus its children that have exited and been reaped, in
+ * microseconds (/proc/self/stat utime+stime+cutime+cstime). The load generator is either
+ * in-process (autocannon, handshake loops) or wrk, a child that exits as the window closes:
+ * by then libuv has reaped it, so its whole CPU time is in cutime+cstime. No other child of
+ * the harness exits inside a window (proxies stop after it, backends at the end).
+ */
+export function harnessCpuMicros(): number {
+  try {
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14-17 overall: utime, stime, cutime, cstime = indexes 11-14 after the name.
+    return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1e6) / clockTicks();
+  } catch {
+    return 0;
+  }
 }
 
 /**
  * Time whole CPUs spent busy, from /proc/stat, microseconds. `tasks` = user+nice+system (time
  * in processes, any process); `busy` adds irq+softirq, the kernel's network work that is
- * accounted to no process. Used to cross-check the per-process figure and to see whether
- * something else ran on the proxy's CPUs during a window.
+ * accounted to no process (loopback TCP is mostly softirq); `steal` is time the hypervisor
+ * gave the vCPU to someone else, which no process in this VM sees. Used to cross-check the
+ * per-process figure and to see whether something else ran on the bench's CPUs in a window.
  */
-export function cpuSetMicros(cpus: readonly number[]): { tasks: number; busy: number } {
+export interface CpuSetTimes {
+  tasks: number;
+  busy: number;
+  steal: number;
+}
+
+export function cpuSetMicros(cpus: readonly number[]): CpuSetTimes {
   let tasks = 0;
   let irq = 0;
+  let steal = 0;
   try {
     for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
       const m = /^cpu(\d+) (.*)$/.exec(line);
@@ -85,23 +105,33 @@ export function cpuSetMicros(cpus: readonly number[]): { tasks: number; busy: nu
       const f = m[2].trim().split(/\s+/).map(Number);
       tasks += f[0] + f[1] + f[2];
       irq += f[5] + f[6];
+      steal += f[7] ?? 0;
     }
   } catch {
-    return { tasks: 0, busy: 0 };
+    return { tasks: 0, busy: 0, steal: 0 };
   }
   const k = 1e6 / clockTicks();
-  return { tasks: tasks * k, busy: (tasks + irq) * k };
+  return { tasks: tasks * k, busy: (tasks + irq) * k, steal: steal * k };
 }
 
 /** Every CPU counter of one window boundary, taken together in one synchronous step. */
 export interface CpuSnapshot {
   proxyUs: number;
   backendUs: number;
-  /** The harness itself: the load generator. */
+  /** The load generator: the harness itself and wrk (see harnessCpuMicros). */
   selfUs: number;
-  cpuset: { tasks: number; busy: number };
+  /** /proc/stat of the proxy's CPUs. */
+  cpuset: CpuSetTimes;
+  /** /proc/stat of the load CPU: how busy it was, and other jobs competing with the load generator. */
+  loadCpuset: CpuSetTimes;
 }
 
-export function cpuSnapshot(proxyPids: readonly number[], backendPids: readonly number[], proxyCpus: readonly number[]): CpuSnapshot {
-  return { proxyUs: cpuMicros(proxyPids), backendUs: cpuMicros(backendPids), selfUs: selfCpuMicros(), cpuset: cpuSetMicros(proxyCpus) };
+export function cpuSnapshot(proxyPids: readonly number[], backendPids: readonly number[], proxyCpus: readonly number[], loadCpus: readonly number[]): CpuSnapshot {
+  return {
+    proxyUs: cpuMicros(proxyPids),
+    backendUs: cpuMicros(backendPids),
+    selfUs: harnessCpuMicros(),
+    cpuset: cpuSetMicros(proxyCpus),
+    loadCpuset: cpuSetMicros(loadCpus),
+  };
 }

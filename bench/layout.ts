@@ -1,16 +1,22 @@
 /**
- * Which CPUs run what. The proxy under test gets CPUs of its own (1..N); the load generator
- * (this process, autocannon in-process) and the backends share the first CPU. On the 2-core
+ * Which CPUs run what. The proxy under test gets CPUs of its own (1..N); the load generators
+ * (wrk, or autocannon inside this process) and the backends share the first CPU. On the 2-core
  * reference VM that is "load + backends on 0, proxy on 1" (DESIGN.md, Measuring).
+ * `--pin off` pins nothing, for the scaling check (threads and load share every CPU).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 
 export interface CpuLayout {
-  /** taskset list for the harness and backends, e.g. "0". */
-  load: string;
+  /** taskset list for the harness, wrk and backends, e.g. "0"; undefined = no pinning. */
+  load: string | undefined;
   /** taskset list for the proxy under test, e.g. "1" or "1-3"; undefined = no pinning. */
   proxy: string | undefined;
+  /**
+   * CPUs the proxy can use, for the saturation rule (proxy CPU >= 95 % of them): its pinned
+   * CPUs, or with nothing pinned its --workers (capped at the CPU count).
+   */
+  proxyCores: number;
   /** Human-readable summary for the report. */
   description: string;
   notes: string[];
@@ -34,12 +40,16 @@ export function allowedCpus(): number[] {
   return [0];
 }
 
-export function planLayout(workers: number): CpuLayout {
+export function planLayout(workers: number, pin: boolean): CpuLayout {
   const cpus = allowedCpus();
   const notes: string[] = [];
+  if (!pin) {
+    notes.push(`--pin off: nothing is pinned; proxy, load generator and backends share CPUs ${cpus.join(',')}, so no row can be judged saturated against a CPU of its own: compare req/s between runs (scaling check)`);
+    return { load: undefined, proxy: undefined, proxyCores: Math.min(workers, cpus.length), description: `nothing pinned (--pin off), ${cpus.length} CPUs shared by all`, notes };
+  }
   if (cpus.length < 2) {
-    notes.push(`only ${cpus.length} CPU available: proxy, load generator and backends share it; CPU/request ratios still compare, throughput does not`);
-    return { load: String(cpus[0]), proxy: undefined, description: `everything on CPU ${cpus[0]} (no second CPU)`, notes };
+    notes.push(`only ${cpus.length} CPU available: proxy, load generator and backends share it; no proxy can be saturated, so no ratio is computed`);
+    return { load: String(cpus[0]), proxy: undefined, proxyCores: 1, description: `everything on CPU ${cpus[0]} (no second CPU)`, notes };
   }
   const load = String(cpus[0]);
   const proxyCpus = cpus.slice(1, 1 + workers);
@@ -48,12 +58,13 @@ export function planLayout(workers: number): CpuLayout {
   return {
     load,
     proxy,
-    description: `proxy under test on CPU ${proxy} (taskset, whole process); load generator (autocannon in the harness) and backends on CPU ${load}`,
+    proxyCores: proxyCpus.length,
+    description: `proxy under test on CPU ${proxy} (taskset, whole process); load generator (wrk, or autocannon in the harness) and backends on CPU ${load}`,
     notes,
   };
 }
 
-/** Pins every thread of this process (autocannon runs here) to `cpus`. */
+/** Pins every thread of this process (autocannon and the handshake loops run here) to `cpus`. */
 export function pinSelf(cpus: string): string | undefined {
   try {
     // -a: all existing threads (libuv pool, V8 platform); new threads inherit the mask.

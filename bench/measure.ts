@@ -1,8 +1,8 @@
 /**
- * One load run's bookkeeping, shared by the keep-alive (autocannon) and handshake drivers:
- * warm-up, then a measured window whose boundaries call the caller's hooks in the same tick
- * the counting starts and stops, so the proxy's CPU snapshot and the request count cover the
- * same interval.
+ * What every load driver (wrk, autocannon, handshake loops) hands back, and the in-process
+ * bookkeeping of the autocannon and handshake drivers: warm-up, then a measured window whose
+ * boundaries call the caller's hooks in the same tick the counting starts and stops, so the
+ * proxy's CPU snapshot and the request count cover the same interval.
  */
 import * as hdr from 'hdr-histogram-js';
 
@@ -18,9 +18,9 @@ export interface Progress {
   /** Time into the current phase and that phase's length. */
   elapsedMs: number;
   phaseMs: number;
-  /** Responses completed since the load started (both phases). */
-  completed: number;
-  errors: number;
+  /** Responses completed since the load started (both phases); undefined = not known live (wrk). */
+  completed: number | undefined;
+  errors: number | undefined;
 }
 
 export interface LoadSpec {
@@ -30,16 +30,40 @@ export interface LoadSpec {
   connections: number;
   warmupMs: number;
   durationMs: number;
+  /** autocannon only: overallRate, req/s over all connections (the latency table). */
+  rate?: number;
   hooks: WindowHooks;
   onProgress?: (p: Progress) => void;
+}
+
+/** Latency percentiles of the requests completed in the window, microseconds. */
+export interface LatencySummary {
+  p50: number;
+  p90: number;
+  p99: number;
+  p99_9: number;
+  max: number;
 }
 
 export interface LoadResult {
   /** Responses (any status) completed inside the window. */
   requests: number;
+  /** Wall time between the window's open and close hooks (the CPU snapshots). */
   windowMs: number;
-  /** Latency of requests completed in the window, microseconds. */
-  histogram: hdr.Histogram;
+  /**
+   * The load tool's own req/s when it has one (wrk: its requests ÷ its runtime); otherwise
+   * requests ÷ windowMs is used.
+   */
+  rps?: number;
+  latency: LatencySummary;
+  /** Full latency histogram of the window, when the driver has one (not wrk): the curves. */
+  histogram?: hdr.Histogram;
+  /**
+   * Rate-limited load only: the highest number of responses in any 100 ms of the window,
+   * × 10. autocannon spends each connection's per-second quota as fast as it can, then waits
+   * for the next second, so this is well above the offered rate: the bursts the proxy saw.
+   */
+  burstPeakRps?: number;
   /**
    * Counted over the whole load, warm-up included: a proxy that fails during warm-up has
    * still failed. Timeouts are not included in errors.
@@ -54,8 +78,18 @@ export function newHistogram(): hdr.Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3, autoResize: true });
 }
 
+export function summarize(h: hdr.Histogram): LatencySummary {
+  return { p50: h.getValueAtPercentile(50), p90: h.getValueAtPercentile(90), p99: h.getValueAtPercentile(99), p99_9: h.getValueAtPercentile(99.9), max: h.maxValue };
+}
+
+/** Length of a burst bucket (see LoadResult.burstPeakRps). */
+const BUCKET_MS = 100;
+
 export class Measurement {
   readonly histogram = newHistogram();
+  /** Responses per BUCKET_MS of the window, when tracking bursts. */
+  private readonly buckets: number[] = [];
+  private windowStartMs = 0;
   measuring = false;
   requests = 0;
   completed = 0;
@@ -65,12 +99,19 @@ export class Measurement {
   private t0 = 0n;
   private t1 = 0n;
 
+  /** trackBursts: count responses per 100 ms of the window (rate-limited load). */
+  constructor(private readonly trackBursts = false) {}
+
   response(status: number, latencyUs: number): void {
     this.completed++;
     if (status < 200 || status > 299) this.non2xx++;
     if (this.measuring) {
       this.requests++;
       this.histogram.recordValue(Math.max(1, Math.round(latencyUs)));
+      if (this.trackBursts) {
+        const i = Math.floor((Date.now() - this.windowStartMs) / BUCKET_MS);
+        this.buckets[i] = (this.buckets[i] ?? 0) + 1;
+      }
     }
   }
 
@@ -100,6 +141,7 @@ export class Measurement {
       setTimeout(() => {
         spec.hooks.open();
         this.t0 = process.hrtime.bigint();
+        this.windowStartMs = Date.now();
         this.measuring = true;
         setTimeout(() => {
           this.measuring = false;
@@ -114,10 +156,14 @@ export class Measurement {
   }
 
   result(): LoadResult {
+    let peak = 0;
+    for (const n of this.buckets) if (n !== undefined && n > peak) peak = n;
     return {
       requests: this.requests,
       windowMs: Number(this.t1 - this.t0) / 1e6,
+      latency: summarize(this.histogram),
       histogram: this.histogram,
+      ...(this.trackBursts ? { burstPeakRps: (peak * 1000) / BUCKET_MS } : {}),
       errors: this.errors,
       timeouts: this.timeouts,
       non2xx: this.non2xx,

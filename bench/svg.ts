@@ -1,7 +1,9 @@
 /**
- * A dependency-free SVG chart of a run: throughput bars and CPU-per-request bars per proxy
- * per scenario (median, with min–max whiskers), then one latency-percentile panel per scenario (curves per proxy, log
- * axes as HdrHistogram plots use, so tails stay visible next to medians).
+ * A dependency-free SVG chart of a run: from the capacity table, throughput bars and
+ * CPU-per-request bars per proxy per scenario (median, with min–max whiskers; rows that were
+ * not saturated drawn grey and labelled so); from the latency table (and handshakes), one
+ * latency-percentile panel per scenario (curves per proxy, log axes as HdrHistogram plots
+ * use, so tails stay visible next to medians).
  */
 import type { BenchResults, Row } from './results';
 
@@ -40,12 +42,12 @@ interface BarMetric {
 }
 
 const THROUGHPUT: BarMetric = {
-  title: 'Throughput: median over rounds, whiskers = min–max',
+  title: 'Capacity (wrk): throughput, median over saturated rounds, whiskers = min–max; grey = not saturated',
   key: 'rps',
   unit: (s) => (s === 'handshake' ? 'handshakes/s' : 'req/s'),
 };
 const CPU: BarMetric = {
-  title: 'CPU time of the proxy per request (µs, lower is better), whiskers = min–max',
+  title: 'Capacity (wrk): CPU time of the proxy per request (µs, lower is better); grey = not saturated',
   key: 'cpu_us_per_req',
   unit: (s) => (s === 'handshake' ? 'µs/handshake' : 'µs/req'),
 };
@@ -85,7 +87,10 @@ function barPanels(metric: BarMetric, rows: Row[], proxies: string[], scenarios:
         parts.push(text(cx, bottom - 6, status === 'ok' ? 'n/a' : status, 'text-anchor="middle" fill="#999" font-size="10"'));
         return;
       }
-      parts.push(`<rect x="${(x + 6).toFixed(1)}" y="${y(r[k]).toFixed(1)}" width="${(barW - 12).toFixed(1)}" height="${(bottom - y(r[k])).toFixed(1)}" fill="${COLORS[p] ?? '#888'}"><title>${esc(`${p} ${s}: ${r[k].toFixed(1)} ${metric.unit(s)}`)}</title></rect>`);
+      const fill = r.counted ? (COLORS[p] ?? '#888') : '#ccc';
+      const tip = `${p} ${s}: ${r[k].toFixed(1)} ${metric.unit(s)}${r.counted ? '' : ' (not saturated: does not count)'}`;
+      parts.push(`<rect x="${(x + 6).toFixed(1)}" y="${y(r[k]).toFixed(1)}" width="${(barW - 12).toFixed(1)}" height="${(bottom - y(r[k])).toFixed(1)}" fill="${fill}"><title>${esc(tip)}</title></rect>`);
+      if (!r.counted) parts.push(text(cx, bottom - 6, 'not saturated', 'text-anchor="middle" fill="#555" font-size="9"'));
       const [lo, hi] = r.spread[k];
       parts.push(`<path d="M${cx.toFixed(1)} ${y(lo).toFixed(1)}V${y(hi).toFixed(1)}M${(cx - 5).toFixed(1)} ${y(lo).toFixed(1)}h10M${(cx - 5).toFixed(1)} ${y(hi).toFixed(1)}h10" stroke="#333" fill="none"/>`);
       parts.push(text(cx, y(hi) - 4, shortNum(r[k]), 'text-anchor="middle" font-size="10"'));
@@ -106,7 +111,8 @@ function latencyPanel(rows: Row[], scenario: string, proxies: string[], x0: numb
   const top = y0 + 30;
   const bottom = y0 + h - 35;
   const withCurves = rows.filter((r) => r.scenario === scenario && r.curve.length > 0);
-  const parts: string[] = [text(left, y0 + 18, `Latency percentiles, ${scenario} (ms, log scale)`, 'font-weight="bold"')];
+  const title = scenario === 'handshake' ? 'Latency percentiles, handshake loops' : `Latency at equal offered load, ${scenario}`;
+  const parts: string[] = [text(left, y0 + 18, `${title} (ms, log scale)`, 'font-weight="bold"')];
   const all = withCurves.flatMap((r) => r.curve.map((c) => c.latency_us / 1000));
   const lo = Math.max(0.001, Math.min(...all, 1e9));
   const hi = Math.max(...all, lo * 10);
@@ -149,17 +155,24 @@ export function chart(res: BenchResults): string {
     parts.push(text(lx + 20, y + 36, p));
   });
   y += 44;
-  for (const metric of [THROUGHPUT, CPU]) {
-    const panel = barPanels(metric, res.rows, proxies, scenarios, y);
-    parts.push(panel.svg);
-    y += panel.height;
+  const capacity = res.rows.filter((r) => r.table === 'capacity');
+  const capScenarios = [...new Set(capacity.map((r) => r.scenario))];
+  if (capacity.length > 0) {
+    for (const metric of [THROUGHPUT, CPU]) {
+      const panel = barPanels(metric, capacity, proxies, capScenarios, y);
+      parts.push(panel.svg);
+      y += panel.height;
+    }
   }
+  // wrk gives percentiles, not histograms: curves come from the latency table and handshakes.
+  const curveRows = res.rows.filter((r) => r.table === 'latency' || r.load === 'tls-loop');
+  const curveScenarios = scenarios.filter((s) => curveRows.some((r) => r.scenario === s));
   const pw = W / 2;
   const ph = 280;
-  scenarios.forEach((s, i) => {
-    parts.push(latencyPanel(res.rows, s, proxies, (i % 2) * pw, y + Math.floor(i / 2) * ph, pw, ph));
+  curveScenarios.forEach((s, i) => {
+    parts.push(latencyPanel(curveRows, s, proxies, (i % 2) * pw, y + Math.floor(i / 2) * ph, pw, ph));
   });
-  const height = y + Math.ceil(scenarios.length / 2) * ph + 10;
+  const height = y + Math.ceil(curveScenarios.length / 2) * ph + 10;
   return `<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" viewBox="0 0 ${W} ${height}">
 <rect width="100%" height="100%" fill="#fff"/>

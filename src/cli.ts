@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadConfigFile, loadConfigText } from './config/load';
-import { checkTlsFiles } from './config/tls-files';
+import { checkConfigFiles } from './config/config-files';
 import { NativeUwsMissing, loadNativeUws } from './native';
 import { createLogger } from './observe/log';
 import { runCarelb } from './primary/run';
@@ -36,7 +36,7 @@ function check(file: string | undefined): number {
     process.stderr.write(`${file}: invalid config\n${result.errors.map((e) => `  ${e}`).join('\n')}\n`);
     return 1;
   }
-  const files = checkTlsFiles(result.config);
+  const files = checkConfigFiles(result.config);
   for (const warning of files.warnings) process.stderr.write(`warning: ${warning}\n`);
   if (files.errors.length > 0) {
     process.stderr.write(`${file}: invalid config\n${files.errors.map((e) => `  ${e}`).join('\n')}\n`);

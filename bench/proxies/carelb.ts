@@ -24,7 +24,7 @@ export function carelbConfig(ctx: ProxyContext): Record<string, unknown> {
   };
   if (frontTls(ctx.scenario)) vs.tls = { cert: ctx.certs.cert, key: ctx.certs.key };
   if (backTls(ctx.scenario)) vs.backend_tls = { ca: ctx.certs.caCert, servername: 'localhost' };
-  vs.servers = [{ name: 'b1', address: `127.0.0.1:${ctx.backendPort}`, weight: 1 }];
+  vs.servers = ctx.backendPorts.map((port, i) => ({ name: `b${i + 1}`, address: `127.0.0.1:${port}`, weight: 1 }));
   return {
     workers: ctx.workers,
     // The harness pins the whole process with taskset; carelb must not re-pin its threads.

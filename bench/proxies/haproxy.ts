@@ -42,8 +42,7 @@ frontend bench
 
 backend servers
   balance leastconn
-  server b1 127.0.0.1:${ctx.backendPort}${serverTls}
-`;
+${ctx.backendPorts.map((port, i) => `  server b${i + 1} 127.0.0.1:${port}${serverTls}\n`).join('')}`;
 }
 
 export const haproxy: ProxyDriver = {

@@ -31,8 +31,7 @@ export function nginxProxyConfig(ctx: ProxyContext): string {
   return `${nginxHead(p)}http {
 ${nginxHttpCommon(p)}  upstream servers {
     least_conn;
-    server 127.0.0.1:${ctx.backendPort};
-    keepalive 256;
+${ctx.backendPorts.map((port) => `    server 127.0.0.1:${port};\n`).join('')}    keepalive 256;
     keepalive_requests 100000000;
     keepalive_timeout 60s;
   }

@@ -9,12 +9,13 @@ export interface ProxyContext {
   scenario: Scenario;
   /** Where the proxy listens (127.0.0.1). */
   port: number;
-  backendPort: number;
+  /** The reference backends, all on 127.0.0.1; every proxy balances over all of them. */
+  backendPorts: number[];
   certs: BenchCerts;
   /** Threads (HAProxy, carelb) or worker processes (nginx). */
   workers: number;
-  /** taskset CPU list for the whole proxy process (all threads, all forked workers). */
-  cpus: string;
+  /** taskset CPU list for the whole proxy process (all threads, all forked workers); undefined = unpinned. */
+  cpus: string | undefined;
   /** A private directory for generated config, pid files and temp paths. */
   workDir: string;
   /** Client connections the load will open (sizes connection limits). */

@@ -13,7 +13,7 @@
  *
  * Validation before anything is written: the config text must load, and the certificate files
  * are checked as they would be written: each sent file is staged in a private temporary
- * directory and checkTlsFiles runs on the config with its paths mapped to the staged copies
+ * directory and checkConfigFiles runs on the config with its paths mapped to the staged copies
  * (files not sent are checked where they are). Only then are files installed, each through a
  * temporary file and rename in its own directory, the old contents kept in memory; if writing
  * fails, or the reload refuses the config, every file and the config are put back. Validating
@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigText } from '../config/load';
-import { checkTlsFiles } from '../config/tls-files';
+import { checkConfigFiles } from '../config/config-files';
 import { findHaBlock, sharedHash, spliceHaBlock, textHash } from '../ha/config-text';
 import { referencedFiles, unsafePathReason, withFilePaths } from '../ha/files';
 import type { PeerInfo, SyncBody } from '../ha/client';
@@ -242,7 +242,7 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
         for (const [original, staged] of map) out = out.split(staged).join(original);
         return out;
       };
-      const report = checkTlsFiles(withFilePaths(config, map));
+      const report = checkConfigFiles(withFilePaths(config, map));
       if (report.errors.length > 0) return refuse(400, report.errors.map(back), 'invalid config');
       warnings = report.warnings.map(back);
     } finally {

@@ -3,11 +3,13 @@
  * readable, PEM, parseable, key matching its certificate, passphrase right. Expired or
  * soon-expiring certificates are warnings (a hospital must not lose its API because a
  * certificate ran out overnight, nor find out at 3 a.m.). Never puts key material or
- * passphrases in a message. Used by `check`, `start` and reload, in the primary.
+ * passphrases in a message. Also digests the files' contents, so a reload notices a file
+ * rotated in place (same path, new bytes). Used through config-files.ts by `check`, `start`
+ * and reload, in the primary.
  */
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { BackendTlsConfig, Config } from './schema';
+import { readNamedFile, type FileRead } from './file-read';
 
 const EXPIRY_WARNING_DAYS = 30;
 const DAY_MS = 86_400_000;
@@ -17,23 +19,43 @@ export interface TlsFileReport {
   warnings: string[];
   /** Per virtual service with `tls`: a digest of its certificate files, to notice changes on reload. */
   fingerprints: Record<string, string>;
+  /**
+   * Per virtual service (config order), per server: a digest of the server's effective
+   * backend_tls (settings and the bytes of its CA, certificate and key files), or undefined
+   * without bridging. A changed digest on reload means new pooled connections (issue 11, point 7).
+   */
+  backendFingerprints: (string | undefined)[][];
 }
 
 class Checker {
   readonly errors: string[] = [];
   readonly warnings: string[] = [];
 
+  /** Files read so far, by path: each file is read once per check. */
+  private readonly files = new Map<string, FileRead>();
+
   constructor(private readonly now: number) {}
+
+  /** A file's bytes; reports the reason under `path` and returns null when it cannot be read. */
+  read(path: string, file: string, label: string): Buffer | null {
+    let read = this.files.get(file);
+    if (!read) this.files.set(file, (read = readNamedFile(file, label)));
+    if (read.ok) return read.bytes;
+    this.errors.push(`${path}: ${read.reason}`);
+    return null;
+  }
+
+  /** Bytes of a file already read successfully, else an empty buffer (its error is already reported). */
+  bytesOf(file: string | undefined): Buffer {
+    const read = file === undefined ? undefined : this.files.get(file);
+    return read?.ok ? read.bytes : Buffer.alloc(0);
+  }
 
   /** Reads a PEM file; reports and returns null when it cannot be used. */
   pem(path: string, file: string, label: string): string | null {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      this.errors.push(`${path}: cannot read ${label} ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-      return null;
-    }
+    const bytes = this.read(path, file, label);
+    if (bytes === null) return null;
+    const text = bytes.toString('utf8');
     if (!text.includes('-----BEGIN ')) {
       this.errors.push(`${path}: ${file} is not a PEM file`);
       return null;
@@ -62,12 +84,8 @@ class Checker {
 
   passphrase(path: string, file: string | undefined): string | undefined | null {
     if (file === undefined) return undefined;
-    try {
-      return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-    } catch (error) {
-      this.errors.push(`${path}: cannot read passphrase file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-      return null;
-    }
+    const bytes = this.read(path, file, 'passphrase file');
+    return bytes === null ? null : bytes.toString('utf8').replace(/\r?\n$/, '');
   }
 
   key(path: string, file: string, passphrase: string | undefined): KeyObject | null {
@@ -96,13 +114,14 @@ class Checker {
       return null;
     }
     return createHash('sha256')
-      .update(readFileSync(certFile))
-      .update(readFileSync(keyFile))
+      .update(this.bytesOf(certFile))
+      .update(this.bytesOf(keyFile))
       .update(passphrase ?? '')
       .digest('hex');
   }
 
-  backend(path: string, tls: BackendTlsConfig): void {
+  /** Checks a backend_tls section; returns the digest of its settings and its files' bytes. */
+  backend(path: string, tls: BackendTlsConfig): string {
     if (tls.ca) {
       const text = this.pem(`${path}.ca`, tls.ca, 'CA bundle');
       if (text !== null) {
@@ -114,12 +133,16 @@ class Checker {
       }
     }
     if (tls.cert && tls.key) this.pair(path, tls.cert, tls.key);
+    const digest = createHash('sha256').update(JSON.stringify(tls));
+    for (const file of [tls.ca, tls.cert, tls.key]) digest.update('\0').update(this.bytesOf(file));
+    return digest.digest('hex');
   }
 }
 
 export function checkTlsFiles(config: Config, now = Date.now()): TlsFileReport {
   const checker = new Checker(now);
   const fingerprints: Record<string, string> = {};
+  const backendFingerprints: (string | undefined)[][] = [];
   config.virtual_services.forEach((vs, v) => {
     const base = `virtual_services[${v}]`;
     if (vs.tls) {
@@ -128,19 +151,20 @@ export function checkTlsFiles(config: Config, now = Date.now()): TlsFileReport {
       vs.tls.sni.forEach((entry, i) => digest.update(checker.pair(`${base}.tls.sni[${i}]`, entry.cert, entry.key, entry.passphrase_file) ?? ''));
       fingerprints[vs.name] = digest.update(vs.tls.ciphers).digest('hex');
     }
+    let shared: string | undefined;
     if (vs.backend_tls) {
-      checker.backend(`${base}.backend_tls`, vs.backend_tls);
+      shared = checker.backend(`${base}.backend_tls`, vs.backend_tls);
       if (!vs.backend_tls.verify) checker.warnings.push(`${base}.backend_tls.verify: false — server certificates are NOT verified`);
     }
-    vs.servers.forEach((server, s) => {
-      if (!server.backend_tls) return;
-      checker.backend(`${base}.servers[${s}].backend_tls`, server.backend_tls);
+    backendFingerprints[v] = vs.servers.map((server, s) => {
+      if (!server.backend_tls) return shared;
       if (!server.backend_tls.verify) checker.warnings.push(`${base}.servers[${s}].backend_tls.verify: false — server certificates are NOT verified`);
+      return checker.backend(`${base}.servers[${s}].backend_tls`, server.backend_tls);
     });
   });
   if (config.admin?.tls) {
     checker.pair('admin.tls', config.admin.tls.cert, config.admin.tls.key);
     if (config.admin.tls.ca) checker.backend('admin.tls', { ca: config.admin.tls.ca, verify: true });
   }
-  return { errors: checker.errors, warnings: checker.warnings, fingerprints };
+  return { errors: checker.errors, warnings: checker.warnings, fingerprints, backendFingerprints };
 }

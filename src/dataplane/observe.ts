@@ -5,8 +5,8 @@
  * intervals), log lines every 200 ms or every 512 lines — never one message or write per
  * request. Thread-local.
  */
-import * as hdr from 'hdr-histogram-js';
-import { HISTOGRAM_OPTIONS } from '../observe/latency';
+import type { Histogram } from 'hdr-histogram-js';
+import { newHistogram, sparseCounts, type SparseCounts } from '../observe/latency';
 
 
 const LOG_BATCH_LINES = 512;
@@ -14,8 +14,8 @@ const LOG_FLUSH_MS = 200;
 const LATENCY_FLUSH_MS = 1000;
 
 export interface ObserveBatch {
-  /** Latency histograms (µs) of the last interval, by server slot, compressed. */
-  latency?: Record<number, string>;
+  /** Latency histograms (µs) of the last interval, by server slot, as sparse bucket counts. */
+  latency?: Record<number, SparseCounts>;
   /** Access-log lines (JSON), in order. */
   lines?: string[];
 }
@@ -42,7 +42,7 @@ export class ThreadObserver {
   /** Set from the config (start and reload). */
   accessLogOn = false;
   logQuery = false;
-  private readonly histograms = new Map<number, hdr.Histogram>();
+  private readonly histograms = new Map<number, Histogram>();
   private lines: string[] = [];
   private readonly timers: NodeJS.Timeout[];
 
@@ -51,10 +51,10 @@ export class ThreadObserver {
   }
 
   /** The histogram of the server in `slot` (callers keep it: no lookup per request). */
-  histogramFor(slot: number): hdr.Histogram {
+  histogramFor(slot: number): Histogram {
     let histogram = this.histograms.get(slot);
     if (histogram === undefined) {
-      histogram = hdr.build(HISTOGRAM_OPTIONS);
+      histogram = newHistogram();
       this.histograms.set(slot, histogram);
     }
     return histogram;
@@ -82,11 +82,11 @@ export class ThreadObserver {
   }
 
   private flushLatency(): void {
-    const latency: Record<number, string> = {};
+    const latency: Record<number, SparseCounts> = {};
     let any = false;
     for (const [slot, histogram] of this.histograms) {
       if (histogram.totalCount === 0) continue;
-      latency[slot] = hdr.encodeIntoCompressedBase64(histogram);
+      latency[slot] = sparseCounts(histogram);
       histogram.reset();
       any = true;
     }

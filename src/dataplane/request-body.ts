@@ -27,8 +27,10 @@ export class RequestBody {
   done: boolean;
   /** Body bytes received so far. */
   received = 0;
-  /** Chunks received so far, kept while small enough to resend; null once given up. */
-  private replay: Buffer[] | null = [];
+  /** Chunks received so far, kept while small enough to resend (created with the first chunk). */
+  private replay: Buffer[] | null = null;
+  /** False once the copies were given up: a retry can no longer send the request again. */
+  private keepsReplay = true;
   private replayBytes = 0;
   /** The client is paused (res.pause) until the server side can take more. */
   private clientPaused = false;
@@ -46,11 +48,12 @@ export class RequestBody {
 
   /** Whether the request can still be sent again from the start (nothing was given up). */
   get replayable(): boolean {
-    return this.replay !== null;
+    return this.keepsReplay;
   }
 
   /** The server has answered: a retry is no longer possible, the copies can go. */
   dropReplay(): void {
+    this.keepsReplay = false;
     this.replay = null;
   }
 
@@ -65,14 +68,14 @@ export class RequestBody {
     this.received += size;
     const copy = Buffer.allocUnsafe(size);
     copy.set(new Uint8Array(chunk));
-    if (this.replay !== null) {
+    if (this.keepsReplay) {
       this.replayBytes += size;
       if (waiting) {
         // Waiting for a server: keep everything, but stop reading the client past the limit.
-        this.replay.push(copy);
+        (this.replay ??= []).push(copy);
         if (this.replayBytes > REPLAY_LIMIT && !isLast) this.pauseClient();
-      } else if (this.replayBytes <= REPLAY_LIMIT) this.replay.push(copy);
-      else this.replay = null;
+      } else if (this.replayBytes <= REPLAY_LIMIT) (this.replay ??= []).push(copy);
+      else this.dropReplay();
     }
     return copy;
   }
@@ -96,7 +99,7 @@ export class RequestBody {
     if (this.done && this.chunked) ok = socket.write(LAST_CHUNK);
     socket.uncork();
     if (this.done) connection.requestSent = true;
-    if (this.replayBytes > REPLAY_LIMIT) this.replay = null; // held only while waiting; too big to replay
+    if (this.replayBytes > REPLAY_LIMIT) this.dropReplay(); // held only while waiting; too big to replay
     // Held back while queued: let the client go on, unless the new connection is already full
     // (then its 'drain' resumes the client).
     if (!ok && !this.done) this.pauseClient();

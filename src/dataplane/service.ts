@@ -9,7 +9,6 @@ import { ADMIN_HALT, ADMIN_ONLINE, F_WEIGHT, F_ADMIN, F_5XX_STREAK, F_FAIL_STREA
 import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
 import { backendTlsConfig, backendTlsOptions } from '../upstream/tls-options';
-import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { ClientListener, Exchange } from './exchange';
 import type { InvariantCounter } from '../state/invariants';
@@ -20,11 +19,16 @@ import type { Histogram } from 'hdr-histogram-js';
 import type { RateTable } from '../state/rate-table';
 import { proxyRequest, redirectToHttps } from './frontend';
 
-/** Whether a server's pooled connections can serve the reloaded config: same address and TLS settings. */
-function sameConnectionTarget(old: ServerRuntime, server: ServerConfig, vs: VirtualServiceConfig): boolean {
+/**
+ * Whether a server's pooled connections can serve the reloaded config: same address, TLS
+ * settings and TLS files' contents (`tlsFingerprint`, from the primary's file check), so a
+ * CA, certificate or key rotated in place gets a new pool (issue 11, point 7).
+ */
+function sameConnectionTarget(old: ServerRuntime, server: ServerConfig, vs: VirtualServiceConfig, tlsFingerprint: string | undefined): boolean {
   return (
     old.config.address.host === server.address.host &&
     old.config.address.port === server.address.port &&
+    old.tlsFingerprint === tlsFingerprint &&
     JSON.stringify(backendTlsConfig(old.vsConfig, old.config)) === JSON.stringify(backendTlsConfig(vs, server))
   );
 }
@@ -49,6 +53,8 @@ export class ServerRuntime {
   readonly inflightIndex: number;
   /** Index of this thread's first counter for this server in the Float64 stats. */
   readonly statBase: number;
+  /** Digest of the backend TLS files the pool was built from (plan.backendTls); carried with the pool. */
+  tlsFingerprint: string | undefined = undefined;
 
   constructor(
     readonly config: ServerConfig,
@@ -170,10 +176,14 @@ export class ServiceRuntime {
     this.servers = config.servers.map((server, local) => {
       const slot = plan.servers[local];
       const old = previous.get(slot);
-      if (old && sameConnectionTarget(old, server, config)) {
+      const tlsFingerprint = plan.backendTls?.[local];
+      if (old && sameConnectionTarget(old, server, config, tlsFingerprint)) {
         return old.carriedInto(server, local, config);
       }
-      return new ServerRuntime(server, local, slot, config, views, thread, events);
+      // A new pool; the old one is retired by the plane: its busy connections finish, then close.
+      const fresh = new ServerRuntime(server, local, slot, config, views, thread, events);
+      fresh.tlsFingerprint = tlsFingerprint;
+      return fresh;
     });
     this.admission = new Admission(config, rates);
     this.invariants = events.invariants;
@@ -188,7 +198,8 @@ export class ServiceRuntime {
         status: fallback.status,
         contentType: fallback.content_type,
         retryAfter: fallback.retry_after === undefined ? null : String(Math.ceil(fallback.retry_after / 1000)),
-        body: fallback.body_file ? readFileSync(fallback.body_file) : Buffer.from('no server is available to handle this request\n'),
+        // The primary read and checked body_file (config/config-files.ts): a thread never reads it.
+        body: plan.fallbackBody ? Buffer.from(plan.fallbackBody.buffer, plan.fallbackBody.byteOffset, plan.fallbackBody.byteLength) : Buffer.from('no server is available to handle this request\n'),
       };
     }
     this.statBase = views.layout.vsStat(thread, plan.slot, 0);

@@ -97,7 +97,15 @@ export default async function serve(task: ServeTask): Promise<string> {
     }
   });
 
-  const failed = await plane.apply(task.config, task.plan);
+  let failed: string[];
+  try {
+    failed = await plane.apply(task.config, task.plan);
+  } catch (error) {
+    // Cannot start (e.g. a certificate file gone): end like a crash, handles closed and the
+    // thread gone, so piscina replaces it with a clean one when the primary retries.
+    onCrash(error);
+    return done;
+  }
   if (failed.length > 0) {
     const vs = task.config.virtual_services.find((v) => v.name === failed[0])!;
     send({ type: 'listen-failed', slot, service: vs.name, address: `${vs.listen.host}:${vs.listen.port}` });

@@ -16,7 +16,7 @@ import { readToken } from '../admin/token';
 import { loadConfigFile, loadConfigText } from '../config/load';
 import type { Config, HaConfig } from '../config/schema';
 import { parseDuration } from '../config/units';
-import { checkTlsFiles } from '../config/tls-files';
+import { checkConfigFiles } from '../config/config-files';
 import { peerOptionsFor, buildSyncBody, peerStatus, pushConfig, type PeerOptions } from './client';
 import { sharedHash } from './config-text';
 import { DEFAULT_AUDIT_LOG, DEFAULT_CHECK_SCRIPT, DEFAULT_NOTIFY_SCRIPT, renderCheckScript, renderErrors, renderKeepalivedConf, renderNotifyScript } from './keepalived';
@@ -204,7 +204,7 @@ function render(parsed: Parsed, out: Out, err: Out): number {
 
 async function sync(parsed: Parsed, out: Out, err: Out): Promise<number> {
   const { config, ha, text } = loadHa(parsed.config);
-  const files = checkTlsFiles(config);
+  const files = checkConfigFiles(config);
   for (const warning of files.warnings) err.write(`warning: ${warning}\n`);
   if (files.errors.length > 0) throw new HaError(`${parsed.config}: not pushed, the config's files are invalid\n${files.errors.map((e) => `  ${e}`).join('\n')}`);
   let body;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AdminContext, AdminState, ReloadResult } from '../admin/context';
 import { loadConfigText, workerCount } from '../config/load';
-import { checkTlsFiles } from '../config/tls-files';
+import { checkConfigFiles, type ConfigFileReport } from '../config/config-files';
 import type { SlotPlan } from '../state/plan';
 import type { Config } from '../config/schema';
 import { createLogger, type Logger } from '../observe/log';
@@ -60,12 +60,17 @@ function hashOf(config: Config, text: string | undefined): string {
     .digest('hex');
 }
 
-/** Checks the config's certificate files and records their fingerprints in the plan; returns the errors. */
-function checkFiles(config: Config, plan: SlotPlan, log: Logger): string[] {
-  const report = checkTlsFiles(config);
-  for (const warning of report.warnings) log.warn(warning);
-  config.virtual_services.forEach((vs, i) => (plan.vs[i].tlsFingerprint = report.fingerprints[vs.name]));
-  return report.errors;
+/**
+ * Records what the file check found in the plan the threads get: certificate fingerprints
+ * (a changed one means a new listener or new pooled connections) and the fallback bodies'
+ * bytes (threads never read files the primary has not checked).
+ */
+function annotatePlan(config: Config, plan: SlotPlan, report: ConfigFileReport): void {
+  config.virtual_services.forEach((vs, i) => {
+    plan.vs[i].tlsFingerprint = report.fingerprints[vs.name];
+    plan.vs[i].backendTls = report.backendFingerprints[i];
+    plan.vs[i].fallbackBody = report.fallbackBodies[i];
+  });
 }
 
 export async function runCarelb(initial: Config, options: RunOptions = {}): Promise<Running> {
@@ -74,11 +79,15 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   const slots = SlotAllocator.forConfig(initial);
   const planned = slots.plan(initial);
   if ('error' in planned) throw new Error(planned.error);
-  const fileErrors = checkFiles(initial, planned.plan, log);
-  if (fileErrors.length > 0) throw new Error(`invalid TLS files, not starting:\n  ${fileErrors.join('\n  ')}`);
+  const files = checkConfigFiles(initial);
+  for (const warning of files.warnings) log.warn(warning);
+  if (files.errors.length > 0) throw new Error(`files the config names cannot be used, not starting:\n  ${files.errors.join('\n  ')}`);
+  annotatePlan(initial, planned.plan, files);
   const shared = createSharedFor(slots.vsCapacity, slots.serverCapacity, threads);
   applyPlan(shared, initial, planned.plan, planned.freshServers, planned.freshVs);
-  const supervisor = new Supervisor(initial, planned.plan, threads, shared, log);
+  // A thread that failed to start is reported with what the file check finds now.
+  const diagnose = () => checkConfigFiles(supervisor.config).errors;
+  const supervisor: Supervisor = new Supervisor(initial, planned.plan, threads, shared, log, { diagnose });
   try {
     await supervisor.start();
   } catch (error) {
@@ -107,6 +116,14 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   };
   const startedAt = Date.now();
   let configHash = hashOf(initial, options.configText);
+  // Installed before anything is logged as started: a test that signals on seeing the log
+  // line must find the handler in place (the first signal listener takes a while to install).
+  if (process.env.CARELB_FAULT_INJECTION === '1') {
+    process.on('SIGUSR2', () => {
+      log.warn('fault injection: crashing data-plane thread 0');
+      supervisor.crashThread(0);
+    });
+  }
   log.info({
     msg: 'ready',
     workers: threads,
@@ -135,27 +152,31 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       log.error({ source, errors }, 'reload refused');
       return { ok: false, errors };
     }
-    // Certificate files are checked before any slot is assigned, so a refused reload changes nothing.
-    const report = checkTlsFiles(config);
+    // Every file the config names is checked before any slot is assigned, so a refused reload changes nothing.
+    const report = checkConfigFiles(config);
     if (report.errors.length > 0) {
-      log.error({ source, errors: report.errors }, 'reload refused: TLS files, still running the previous config');
+      log.error({ source, errors: report.errors }, 'reload refused: files the config names cannot be used, still running the previous config');
       return { ok: false, errors: report.errors };
     }
+    for (const warning of report.warnings) log.warn(warning);
     const next = slots.plan(config);
     if ('error' in next) {
       log.error({ source, errors: [next.error] }, 'reload refused');
       return { ok: false, errors: [next.error] };
     }
-    checkFiles(config, next.plan, log);
+    annotatePlan(config, next.plan, report);
     applyPlan(shared, config, next.plan, next.freshServers, next.freshVs);
     health.update(config, next.plan);
     for (const slot of next.freshServers) latency.forget(slot);
     accessLog.configure(config);
-    const failed = await supervisor.reload(config, next.plan);
+    const outcome = await supervisor.reload(config, next.plan);
     configHash = hashOf(config, text);
-    if (failed.length > 0) {
-      const errors = failed.map((name) => `virtual service ${name}: cannot listen on its address (in use or not available)`);
-      log.error({ source, errors }, 'reload applied, but some listeners could not be opened');
+    const errors = [
+      ...outcome.unlistened.map((name) => `virtual service ${name}: cannot listen on its address (in use or not available)`),
+      ...outcome.threadErrors,
+    ];
+    if (errors.length > 0) {
+      log.error({ source, errors }, 'reload applied, but not every thread could apply it');
       return { ok: false, errors };
     }
     log.info({ source, config_hash: configHash, virtual_services: config.virtual_services.length }, 'config reloaded');
@@ -224,9 +245,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   refreshPeer();
   const peerTimer = setInterval(refreshPeer, 5000).unref();
 
-  const adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog, configPath: options.configPath }) : null;
-  if (adminServer) log.info({ listen: `${initial.admin!.listen.host}:${adminServer.port}`, token_file: adminServer.tokenFile }, 'admin API and dashboard listening');
-
+  let adminServer: AdminServer | null = null;
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
@@ -242,11 +261,15 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       log.info('stopped');
     })());
 
-  if (process.env.CARELB_FAULT_INJECTION === '1') {
-    process.on('SIGUSR2', () => {
-      log.warn('fault injection: crashing data-plane thread 0');
-      supervisor.crashThread(0);
-    });
+  try {
+    adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog, configPath: options.configPath }) : null;
+  } catch (error) {
+    // A start that cannot complete is a failed start: stop the threads, or the process would
+    // keep serving without its admin API and `carelb start` would never return.
+    await stop();
+    throw error;
   }
+  if (adminServer) log.info({ listen: `${initial.admin!.listen.host}:${adminServer.port}`, token_file: adminServer.tokenFile }, 'admin API and dashboard listening');
+
   return { supervisor, shared, admin, adminServer, status, reload, stop };
 }

@@ -56,7 +56,9 @@ export class SharedLayout {
     this.vsStatsBase = shape.serverCapacity * SERVER_STATS.length;
     this.vsErrorsBase = this.vsStatsBase + shape.vsCapacity * VS_STATS.length;
     this.invariantsBase = this.vsErrorsBase + shape.vsCapacity * ERROR_NAMES.length;
-    this.threadStride = this.invariantsBase + INVARIANT_KINDS.length;
+    // Each thread's region starts on its own 64-byte cache line (8 Float64s): threads write
+    // their counters on every request, and two threads must never write to one line.
+    this.threadStride = Math.ceil((this.invariantsBase + INVARIANT_KINDS.length) / 8) * 8;
   }
 
   byteLength(): number {

@@ -11,5 +11,13 @@ export interface SlotPlan {
     /** Slot of the `fallback.server`, when the service has one. */
     fallbackSlot?: number;
     tlsFingerprint?: string;
+    /**
+     * Per server (same order as `servers`): digest of its backend TLS settings and files'
+     * contents. Threads keep a server's pooled connections across a reload only while it is
+     * unchanged, so a CA, certificate or key rotated in place reaches new connections.
+     */
+    backendTls?: (string | undefined)[];
+    /** The fallback body_file's bytes, read once by the primary: threads never read the file. */
+    fallbackBody?: Uint8Array;
   }[];
 }

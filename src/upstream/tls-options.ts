@@ -1,11 +1,13 @@
 /**
  * node:tls options for connecting to a server with TLS (bridging), from `backend_tls` of the
  * server or else of its virtual service. Files are read once, when a thread builds the
- * server's runtime (start and reload), never per connection. Also used by health checks.
+ * server's runtime (start and reload), never per connection, and become one SecureContext
+ * that every connection of the pool shares: passing `ca`/`cert`/`key` to tls.connect instead
+ * makes node parse them into a new context for every connection. Also used by health checks.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type * as tls from 'node:tls';
+import * as tls from 'node:tls';
 import type { BackendTlsConfig, ServerConfig, VirtualServiceConfig } from '../config/schema';
 
 export function backendTlsConfig(vs: VirtualServiceConfig, server: ServerConfig): BackendTlsConfig | undefined {
@@ -18,13 +20,11 @@ export function backendTlsOptions(vs: VirtualServiceConfig, server: ServerConfig
   const host = server.address.host;
   // SNI may not carry an IP address (RFC 6066 §3); without a servername, an IP is checked against the certificate's IP SANs.
   const servername = config.servername ?? (isIP(host) ? undefined : host);
-  return {
-    servername,
+  const secureContext = tls.createSecureContext({
     ca: config.ca ? readFileSync(config.ca) : undefined,
     cert: config.cert ? readFileSync(config.cert) : undefined,
     key: config.key ? readFileSync(config.key) : undefined,
-    rejectUnauthorized: config.verify,
     minVersion: 'TLSv1.2',
-    ALPNProtocols: ['http/1.1'],
-  };
+  });
+  return { servername, secureContext, rejectUnauthorized: config.verify, ALPNProtocols: ['http/1.1'] };
 }

@@ -1,11 +1,14 @@
 /**
- * The benchmark harness in --smoke mode (issue 7, "Benchmark suite"): run for real, as a child
- * process, so the harness cannot rot unnoticed. Asserts only that it works (exit 0, a carelb
- * row with numbers, the report files, no process left behind), never how fast anything is:
- * performance is measured by `npm run bench`, not by tests (DESIGN.md, Measuring).
+ * The benchmark harness in --smoke mode (issues 7 and 12): run for real, as a child process,
+ * with wrk (capacity table) and autocannon (latency table) against carelb and HAProxy, so the
+ * harness cannot rot unnoticed. Asserts only that it works and that its report keeps its
+ * rules: rows in both tables with a saturation / rate-achieved verdict, ratios only from
+ * counted rows, the report files, no process left behind. Never how fast anything is, nor
+ * whether this machine saturated anything: performance is measured by `npm run bench`, not
+ * by tests (DESIGN.md, Measuring).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -52,15 +55,56 @@ function stillRunning(pid: number, start: string): boolean {
   }
 }
 
-test('bench --smoke runs carelb and the installed anchors, writes JSON, Markdown and SVG, and leaves no process behind', { timeout: 120_000 }, async (t) => {
+test('bench rejects an unknown flag and a stray argument with exit 2 and the usage', () => {
+  for (const args of [['--smoke', '--no-such-flag'], ['--smoke', 'plain'], ['--duration', '1500ms']]) {
+    const r = spawnSync(process.execPath, [RUN, ...args], { cwd: REPO, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+    assert.match(r.stderr, /usage: npm run bench/, `${args.join(' ')}: no usage on stderr`);
+  }
+});
+
+interface SmokeRound {
+  counted: boolean;
+  not_counted?: string;
+  proxy_cpu_pct: number;
+  offered_rps?: number;
+}
+
+interface SmokeRow {
+  table: string;
+  load: string;
+  scenario: string;
+  proxy: string;
+  status: string;
+  reason?: string;
+  counted: boolean;
+  rounds_ok: number;
+  rounds_counted: number;
+  medians_over: string;
+  requests: number;
+  cpu_us_per_req: number;
+  non_2xx: number;
+  offered_rps?: number;
+  per_round: SmokeRound[];
+}
+
+interface SmokeRatio {
+  table: string;
+  scenario: string;
+  anchor: string;
+  values: Record<string, number>;
+}
+
+test('bench --smoke with wrk and autocannon: both tables, a verdict on every round, ratios only from counted rows, no process left behind', { timeout: 120_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'carelb-bench-smoke-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const out = path.join(dir, 'out');
-  // The harness's own temp files (configs, certificates) go under our directory too.
+  // The harness's own temp files (configs, certificates, wrk's script) go under our directory too.
   const work = path.join(dir, 'tmp');
   mkdirSync(work);
 
-  const child = spawn(process.execPath, [RUN, '--smoke', '--scenario', 'plain', '--out', out], {
+  const args = [RUN, '--smoke', '--scenario', 'plain', '--compare', 'haproxy', '--load', 'wrk,autocannon', '--out', out];
+  const child = spawn(process.execPath, args, {
     cwd: REPO,
     env: { ...process.env, TMPDIR: work },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -70,7 +114,7 @@ test('bench --smoke runs carelb and the installed anchors, writes JSON, Markdown
   child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
 
-  // Every process the harness starts (backend, each proxy, nginx workers), seen while it runs.
+  // Every process the harness starts (backends, each proxy, nginx workers, wrk), seen while it runs.
   const seen = new Map<number, string>();
   const watch = setInterval(() => {
     if (child.pid !== undefined) for (const [pid, start] of descendants(child.pid)) seen.set(pid, start);
@@ -79,25 +123,63 @@ test('bench --smoke runs carelb and the installed anchors, writes JSON, Markdown
   clearInterval(watch);
 
   assert.equal(code, 0, `harness exited ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
-  assert.ok(seen.size >= 2, `expected to see the backend and a proxy as children, saw ${seen.size}`);
+  assert.ok(seen.size >= 3, `expected to see the backends and a proxy as children, saw ${seen.size}`);
   const leftovers = [...seen].filter(([pid, start]) => stillRunning(pid, start));
   assert.deepEqual(leftovers.map(([pid]) => pid), [], 'processes left running after the harness exited');
+  assert.deepEqual(readdirSync(work), [], 'the harness left temp files behind');
 
   const files = readdirSync(out);
   const json = files.find((f) => f.endsWith('.json'));
   assert.ok(json, `no .json in ${files.join(', ')}`);
   const base = json.slice(0, -'.json'.length);
-  assert.ok(existsSync(path.join(out, `${base}.md`)), 'no .md report');
   assert.ok(existsSync(path.join(out, `${base}.svg`)), 'no .svg chart');
   assert.match(readFileSync(path.join(out, `${base}.svg`), 'utf8'), /^<\?xml[\s\S]*<svg[\s\S]*<\/svg>\s*$/);
+  const md = readFileSync(path.join(out, `${base}.md`), 'utf8');
+  assert.match(md, /### Capacity[\s\S]*Rule: [\s\S]*saturated rounds/, 'the capacity table or its rule is missing from the report');
+  assert.match(md, /### Latency at equal offered load[\s\S]*Rule: [\s\S]*offered req\/s/, 'the latency table or its rule is missing from the report');
 
-  const results = JSON.parse(readFileSync(path.join(out, json), 'utf8')) as {
-    rows: { scenario: string; proxy: string; status: string; reason?: string; requests: number; cpu_us_per_req: number; non_2xx: number }[];
+  const results = JSON.parse(readFileSync(path.join(out, json), 'utf8')) as { rows: SmokeRow[]; ratios: SmokeRatio[]; ratios_withheld: SmokeRatio[] };
+  const row = (table: string, proxy: string): SmokeRow => {
+    const r = results.rows.find((x) => x.table === table && x.proxy === proxy && x.scenario === 'plain');
+    assert.ok(r, `no ${table} row for ${proxy}`);
+    return r;
   };
-  const row = results.rows.find((r) => r.proxy === 'carelb' && r.scenario === 'plain');
-  assert.ok(row, 'no carelb row for the plain scenario');
-  assert.equal(row.status, 'ok', `carelb row: ${row.status} ${row.reason ?? ''}`);
-  assert.ok(row.requests > 0, 'carelb completed no requests');
-  assert.ok(row.cpu_us_per_req > 0, 'carelb CPU per request was not measured');
-  assert.equal(row.non_2xx, 0, 'carelb answered non-2xx');
+  for (const proxy of ['carelb', 'haproxy']) {
+    const cap = row('capacity', proxy);
+    assert.equal(cap.load, 'wrk');
+    assert.equal(cap.status, 'ok', `${proxy} capacity row: ${cap.status} ${cap.reason ?? ''}`);
+    assert.ok(cap.requests > 0, `${proxy} completed no requests under wrk`);
+    assert.ok(cap.cpu_us_per_req > 0, `${proxy} CPU per request was not measured`);
+    assert.equal(cap.non_2xx, 0, `${proxy} answered non-2xx under wrk`);
+    const lat = row('latency', proxy);
+    assert.equal(lat.load, 'autocannon');
+    assert.equal(lat.status, 'ok', `${proxy} latency row: ${lat.status} ${lat.reason ?? ''}`);
+    assert.ok(lat.requests > 0, `${proxy} completed no requests under autocannon`);
+    for (const r of [cap, lat]) {
+      // The verdict is there whatever it is: this machine may or may not saturate anything.
+      assert.equal(typeof r.counted, 'boolean');
+      assert.equal(r.rounds_ok, r.per_round.length);
+      assert.equal(r.rounds_counted, r.per_round.filter((p) => p.counted).length);
+      assert.equal(r.counted, r.rounds_counted > 0);
+      assert.equal(r.medians_over, r.counted ? 'counted rounds' : 'all rounds');
+      for (const p of r.per_round) {
+        assert.equal(typeof p.counted, 'boolean');
+        if (!p.counted) assert.match(p.not_counted ?? '', r.table === 'capacity' ? /^not saturated/ : /^rate not achieved/);
+      }
+    }
+  }
+  // Equal offered load: one rate for every proxy of the latency table.
+  const rates = new Set(results.rows.filter((r) => r.table === 'latency').flatMap((r) => [r.offered_rps, ...r.per_round.map((p) => p.offered_rps)]));
+  assert.equal(rates.size, 1, `latency rows were offered different rates: ${[...rates].join(', ')}`);
+  assert.ok(([...rates][0] ?? 0) > 0);
+
+  // Ratios: exactly the pairs where both rows counted; every other pair is withheld with a reason.
+  for (const table of ['capacity', 'latency']) {
+    const both = row(table, 'carelb').counted && row(table, 'haproxy').counted;
+    const ratio = results.ratios.filter((r) => r.table === table && r.anchor === 'haproxy');
+    const held = results.ratios_withheld.filter((r) => r.table === table && r.anchor === 'haproxy');
+    assert.equal(ratio.length, both ? 1 : 0, `${table}: a ratio from a row that did not count, or a missing one`);
+    assert.equal(held.length, both ? 0 : 1, `${table}: a withheld ratio is not explained`);
+    for (const r of ratio) for (const v of Object.values(r.values)) assert.ok(Number.isFinite(v) && v > 0);
+  }
 });

@@ -149,6 +149,11 @@ export async function startCarelb(topology: Topology, dir: string, weights: Weig
     },
   };
 
+  // If the harness itself goes (an uncaught error, SIGINT/SIGTERM through main.ts), the child goes too.
+  const onExit = () => child.kill();
+  process.on('exit', onExit);
+  void child.exited.then(() => process.off('exit', onExit));
+
   let timer: NodeJS.Timeout | undefined;
   const started = await Promise.race([
     new Promise<boolean>((resolve) => (ready = () => resolve(true))),

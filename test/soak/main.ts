@@ -54,6 +54,8 @@ async function main(): Promise<number> {
     process.stderr.write(`--only wants request indices, e.g. --only 12,40\n`);
     return 2;
   }
+  // Interrupted: exit, so the 'exit' hook kills the carelb child by its PID.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   const seed = seedFrom(process.env.CARELB_SOAK_SEED, () => randomInt(0, 2 ** 32 - 1));
   const outcome = await runSoak({ seed, ...args, budget: 5_000_000, log: (line) => process.stdout.write(`${line}\n`) });
   process.stdout.write(`\n${outcome.report}\n`);

@@ -64,7 +64,13 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   const { seed } = options;
   log(`carelb soak: seed ${seedText(options.seed)} (CARELB_SOAK_SEED), ${options.only ? `only ${options.only.join(',')}` : `${options.durationMs / 1000} s`}, ${options.concurrency} clients`);
   const dir = mkdtempSync(join(tmpdir(), 'carelb-soak-'));
-  cleanup.add('temp dir', () => rmSync(dir, { recursive: true, force: true }));
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  // Also when the harness is interrupted (main.ts exits on SIGINT/SIGTERM).
+  process.on('exit', removeDir);
+  cleanup.add('temp dir', () => {
+    process.off('exit', removeDir);
+    removeDir();
+  });
 
   // Servers: two node:http behind main, two raw behind raw (closing idle connections after
   // 700 ms and 2 s, both shorter than carelb's upstream_idle), two raw behind queue (max_conns).

@@ -22,6 +22,7 @@ test(`a ${SECONDS} s chaos soak ends every request sensibly, keeps carelb's inva
     concurrency: 16,
     only: null,
     repeat: 1,
+    onlyConcurrency: 1,
     budget: 1_000_000,
     log: () => {},
     replayArgs: `--seconds ${SECONDS} --concurrency 16`,

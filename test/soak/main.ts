@@ -11,6 +11,7 @@ import { seedFrom } from './prng';
 import { runSoak } from './run';
 
 const USAGE = `usage: npm run soak -- [--minutes N | --seconds N] [--concurrency N] [--only I,J,... [--repeat N]]
+  --only replays those requests of the schedule (one at a time, or --concurrency N at once)
   CARELB_SOAK_SEED=0x1234abcd   replay a run (or a request, with --only)`;
 
 function parse(argv: string[]) {
@@ -32,6 +33,8 @@ function parse(argv: string[]) {
     help: argv.includes('--help'),
     durationMs: Math.round(seconds * 1000),
     concurrency: Math.round(number('--concurrency', 24)),
+    // A replay (--only) runs its requests one after another unless told otherwise.
+    onlyConcurrency: Math.round(number('--concurrency', 1)),
     only: only === undefined ? null : only.split(',').map((s) => Number(s.trim())),
     repeat: Math.round(number('--repeat', 1)),
     replayArgs: argv.join(' ') || '--minutes 2',

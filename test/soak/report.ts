@@ -144,7 +144,10 @@ export function formatReport(r: ReportInput): string {
       for (const f of list.slice(0, 6)) out.push(`    - ${f.text}`);
       if (list.length > 6) out.push(`    … ${list.length - 6} more`);
       const indices = [...new Set(list.filter((f) => f.index !== undefined).map((f) => f.index!))].slice(0, 12);
-      if (indices.length > 0) out.push(`    replay alone: CARELB_SOAK_SEED=${seed} npm run soak -- --only ${indices.join(',')}`);
+      if (indices.length > 0) {
+        // Timing-dependent findings come back more often repeated and with some contention.
+        out.push(`    replay alone: CARELB_SOAK_SEED=${seed} npm run soak -- --only ${indices.join(',')} --repeat 4 --concurrency ${Math.min(8, indices.length * 2)}`);
+      }
     }
     out.push('');
   }

@@ -28,6 +28,8 @@ export interface SoakOptions {
   /** Replay only these requests of the schedule, in order (no control operations). */
   only: number[] | null;
   repeat: number;
+  /** With `only`: how many of them in flight at once (1 = in order). */
+  onlyConcurrency: number;
   /** Request budget: the run also ends after this many (every loop bounded in count and time). */
   budget: number;
   /** Progress lines while running. */
@@ -122,7 +124,7 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   const progress = setInterval(() => log(`  ${((Date.now() - began) / 1000).toFixed(0)} s: ${stats.requests} requests ended, ${traffic.active.size} in flight, ${findings.length} findings`), 10_000);
   cleanup.add('progress', () => clearInterval(progress));
   const controlling = options.only ? Promise.resolve() : control.run(stopper);
-  if (options.only) await traffic.runOnly(options.only, options.repeat, deadline);
+  if (options.only) await traffic.runOnly(options.only, options.repeat, options.onlyConcurrency, deadline);
   else await traffic.run(options.concurrency, deadline, options.budget);
   const trafficEnded = Date.now();
   stopper.stop();

@@ -30,8 +30,8 @@ export type ServerChaos =
   | { kind: 'trickle'; pieces: number; gapMs: number }
   /** 100 Continue and/or 103 Early Hints before the final response. */
   | { kind: 'info'; codes: number[] }
-  /** The response head and `atByte` body bytes, then a TCP reset. */
-  | { kind: 'reset'; atByte: number }
+  /** The response head and `atByte` body bytes, then a TCP reset (`afterMs` later: carelb has surely forwarded them). */
+  | { kind: 'reset'; atByte: number; afterMs: number }
   /** Reads the request, never answers. */
   | { kind: 'stall-head' }
   /** The head and `atByte` body bytes, then silence. */
@@ -134,7 +134,7 @@ function serverChaos(rng: Prng, plan: Plan): ServerChaos {
     case 'info':
       return { kind, codes: rng.pick([[100], [103], [100, 103], [103, 103]]) };
     case 'reset':
-      return hasBody ? { kind, atByte: rng.int(0, plan.respSize - 1) } : { kind: 'none' };
+      return hasBody ? { kind, atByte: rng.int(0, plan.respSize - 1), afterMs: rng.chance(0.5) ? 0 : rng.int(5, 40) } : { kind: 'none' };
     case 'stall-head':
       return { kind };
     case 'stall-body':

@@ -149,7 +149,10 @@ async function respond(plan: Plan, content: Content, ops: ResponseOps, name: str
     if (chaos.kind === 'trickle' && part < parts - 1) await ops.sleep(chaos.gapMs);
   }
   if (!ops.alive()) return;
-  if (chaos.kind === 'reset') return ops.reset();
+  if (chaos.kind === 'reset') {
+    if (chaos.afterMs > 0) await ops.sleep(chaos.afterMs);
+    return ops.reset();
+  }
   if (chaos.kind === 'stall-body') return;
   ops.finish();
 }

@@ -82,11 +82,16 @@ export class Traffic {
     await Promise.all(Array.from({ length: concurrency }, slot));
   }
 
-  /** Runs the given requests of the schedule one after another, `repeat` times (replaying a finding). */
-  async runOnly(indices: number[], repeat: number, deadline: number): Promise<void> {
-    for (let r = 0; r < repeat && Date.now() < deadline; r++) {
-      for (const index of indices) await this.runOne(planFor(this.seed, index));
-    }
+  /**
+   * Replays the given requests of the schedule, `repeat` times over, with up to `concurrency`
+   * in flight (1: one after another, in order; more: the contention some bugs need).
+   */
+  async runOnly(indices: number[], repeat: number, concurrency: number, deadline: number): Promise<void> {
+    const queue = Array.from({ length: repeat }, () => indices).flat();
+    const slot = async () => {
+      while (queue.length > 0 && Date.now() < deadline) await this.runOne(planFor(this.seed, queue.shift()!));
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, slot));
   }
 
   startWatchdog(): void {

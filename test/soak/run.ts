@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../helpers/ports';
 import { QUEUE_MAX_CONNS, startCarelb, type CarelbChild, type Topology, type Weights } from './carelb';
-import { judgeResult, rssGrowth, type Finding } from './checks';
+import { judgeResult, rssGrowth, signatureOf, type Finding } from './checks';
 import { Cleanup, pollUntil, Stopper } from './cleanup';
 import { Content } from './content';
 import { Control } from './control';
@@ -132,12 +132,14 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   clearInterval(progress);
   log(`traffic stopped after ${((trafficEnded - began) / 1000).toFixed(1)} s: ${stats.requests} requests`);
 
+  // Servers behave from here on (no idle closes of their own), before the quiet period so
+  // carelb has seen any close already sent when the probes start.
+  for (const s of Object.values(servers)) s.behave();
   // Quiet: with no traffic, every server's in-flight count must come back to 0.
   const activeAfterQuiet = await quiet(child, findings, 'after the traffic');
 
   // Final probes: every kind of request, well-behaved on both sides, must be answered correctly.
   await control.restoreAll().catch((error: Error) => findings.push({ kind: 'control', text: `bringing servers back for the probes: ${error.message}` }));
-  for (const s of Object.values(servers)) s.behave();
   const probes = probePlans();
   let probesPassed = 0;
   for (let i = 0; i < probes.length; i += 3) {
@@ -147,7 +149,8 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
           const ok = result.outcome === 'ok';
           if (ok) probesPassed++;
           const seen = registry.seen.get(plan.index);
-          return ok ? [] : [{ kind: 'final-probe', text: `${judgeResult(result, seen, describe)[0]?.text ?? `${describe(plan)} -> ${result.outcome} ${result.detail}`}` }];
+          const text = judgeResult(result, seen, describe)[0]?.text ?? `${describe(plan)} -> ${result.outcome} ${result.detail}`;
+          return ok ? [] : [{ kind: 'final-probe', text, signature: signatureOf(result) }];
         }),
       ),
     );

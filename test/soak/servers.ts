@@ -300,6 +300,8 @@ export async function startRawServer(name: string, registry: Registry, content: 
   let behaved = false;
   let inProgress = 0;
   let peak = 0;
+  /** Armed idle closes, by connection: behave() cancels them all. */
+  const idleTimers = new Map<net.Socket, NodeJS.Timeout>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     let closed = false;
@@ -311,13 +313,17 @@ export async function startRawServer(name: string, registry: Registry, content: 
       if (busy) inProgress--;
       busy = false;
     };
-    let idleTimer: NodeJS.Timeout | undefined;
     const wakers: (() => void)[] = [];
+    const armIdleClose = (ms: number) => idleTimers.set(socket, setTimeout(() => socket.destroy(), ms));
+    const disarm = () => {
+      clearTimeout(idleTimers.get(socket));
+      idleTimers.delete(socket);
+    };
     socket.on('error', () => {});
     socket.on('close', () => {
       closed = true;
       idle();
-      clearTimeout(idleTimer);
+      disarm();
       sockets.delete(socket);
       for (const wake of wakers.splice(0)) wake();
     });
@@ -362,8 +368,8 @@ export async function startRawServer(name: string, registry: Registry, content: 
             return;
           }
           if (behaved) return;
-          if (chaos.kind === 'close-after') idleTimer = setTimeout(() => socket.destroy(), chaos.ms);
-          else if (reader.idle && current === null && idleCloseMs > 0) idleTimer = setTimeout(() => socket.destroy(), idleCloseMs);
+          if (chaos.kind === 'close-after') armIdleClose(chaos.ms);
+          else if (reader.idle && current === null && idleCloseMs > 0) armIdleClose(idleCloseMs);
         },
         reset: () => socket.resetAndDestroy(),
         alive: () => !closed,
@@ -375,7 +381,7 @@ export async function startRawServer(name: string, registry: Registry, content: 
 
     const reader = new RequestReader({
       onHead: (head: Head) => {
-        clearTimeout(idleTimer);
+        disarm();
         const index = indexOf(head.path);
         const plan = registry.lookup(index, name);
         if (responding) registry.anomaly(`${name}: a new request (${head.method} ${head.path}) arrived while a response was being written`);
@@ -419,7 +425,7 @@ export async function startRawServer(name: string, registry: Registry, content: 
       },
     });
     socket.on('data', (chunk: Buffer) => {
-      clearTimeout(idleTimer);
+      disarm();
       reader.feed(chunk);
     });
   });
@@ -433,6 +439,8 @@ export async function startRawServer(name: string, registry: Registry, content: 
     },
     behave: () => {
       behaved = true;
+      for (const timer of idleTimers.values()) clearTimeout(timer);
+      idleTimers.clear();
     },
     stopListening: (ms) => relisten(server, port, ms),
     close: () =>

@@ -13,7 +13,8 @@ import { stringify } from 'yaml';
 import { pollUntil } from './cleanup';
 import { TIMEOUTS, type Vs } from './schedule';
 
-export const CLI = join(__dirname, '..', '..', 'src', 'cli.js');
+/** carelb's CLI: this build's, or CARELB_SOAK_CLI (another build's dist/src/cli.js, e.g. to check a fix against the code before it). */
+export const CLI = process.env.CARELB_SOAK_CLI ?? join(__dirname, '..', '..', 'src', 'cli.js');
 
 export interface Topology {
   ports: Record<Vs, number>;

@@ -101,6 +101,7 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
   const weights: Weights = { main: [1, 2], raw: [2, 1] };
   const child = await startCarelb(topology, dir, weights);
   cleanup.add('carelb child', () => child.kill());
+  if (process.env.CARELB_SOAK_CLI) child.notes.push(`carelb from CARELB_SOAK_CLI=${process.env.CARELB_SOAK_CLI}`);
   log(`carelb started, PID ${child.pid}; services on ports ${Object.entries(topology.ports).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 5000 });

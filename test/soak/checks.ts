@@ -16,6 +16,9 @@ import type { Observation } from './servers';
 import type { Plan } from './schedule';
 import type { Outcome, Result } from './tracker';
 
+/** A response head may take this long from the server's write to the client. */
+const HEAD_DELAY_MS = 1000;
+
 export interface Expectation {
   /** Outcomes that are not findings. */
   allowed: Set<Outcome>;
@@ -100,6 +103,7 @@ export type FindingKind =
   | 'wrong-answer'
   | 'unexpected-outcome'
   | 'post-replayed'
+  | 'head-delayed'
   | 'server-anomaly'
   | 'invariant'
   | 'thread-restart'
@@ -145,13 +149,44 @@ export function judgeResult(result: Result, seen: Observation[] | undefined, des
   const signature = signatureOf(result);
   if (result.outcome === 'stuck') findings.push({ kind: 'stuck', index: plan.index, at: result.started, text: where, signature });
   else if (result.outcome === 'wrong') findings.push({ kind: 'wrong-answer', index: plan.index, at: result.started, text: where, signature });
-  else if (!expectation.allowed.has(result.outcome)) {
+  else if (!expectation.allowed.has(result.outcome) && !cutWhileUploading(result, expectation)) {
     findings.push({ kind: expectation.untouched ? 'untouched-failed' : 'unexpected-outcome', index: plan.index, at: result.started, text: where, signature });
+  }
+  // A response head goes on to the client when it arrives, whatever follows (a slow body, a
+  // stall): a client waiting for bytes carelb already has is a client left without an answer.
+  const answered = seen?.filter((o) => o.headAt > 0).pop();
+  if (answered) {
+    const until = result.headAt > 0 ? result.headAt : result.ended;
+    if (until - answered.headAt > HEAD_DELAY_MS && result.outcome !== 'aborted') {
+      findings.push({
+        kind: 'head-delayed',
+        index: plan.index,
+        at: result.started,
+        signature: `a ${plan.respFraming === 'cl' ? 'Content-Length' : plan.respFraming === 'chunked' ? 'chunked' : 'close-delimited'} response head is held back until body bytes follow`,
+        text: `the server sent the head ${until - answered.headAt} ms before it reached the client${result.headAt > 0 ? '' : ' (it never did)'}: ${where}`,
+      });
+    }
   }
   if (plan.method === 'POST' && seen && seen.length > 1) {
     findings.push({ kind: 'post-replayed', index: plan.index, text: `a POST reached servers ${seen.length} times: ${where}` });
   }
   return findings;
+}
+
+/**
+ * carelb may fail a request while its body is still arriving (502 CLB_SERVER_CLOSED or
+ * CLB_CONNECT_FAILED, where the chaos allows them); it then closes the connection at once, and
+ * the client's next write meets a reset before it reads the answer. The request failed either
+ * way: a cut during the upload is as sensible as the 502 (carelb has no lingering close,
+ * RFC 9112 §9.6; the report's notes count these).
+ */
+export function cutWhileUploading(result: Result, expectation: Expectation): boolean {
+  return (
+    result.outcome === 'cut' &&
+    result.stage.startsWith('uploading') &&
+    result.received === 0 &&
+    (expectation.allowed.has('carelb:CLB_SERVER_CLOSED') || expectation.allowed.has('carelb:CLB_CONNECT_FAILED'))
+  );
 }
 
 function describeSeen(seen: Observation[] | undefined): string {

@@ -66,6 +66,7 @@ export function runHttpClient(plan: Plan, ctx: ClientContext, tracker: Tracker):
         received: tracker.received,
         stage: tracker.stage,
         maxGapMs: tracker.maxGapMs,
+        headAt: tracker.headAt,
         reusedSocket: req.reusedSocket,
       });
     };
@@ -94,6 +95,7 @@ export function runHttpClient(plan: Plan, ctx: ClientContext, tracker: Tracker):
     req.on('response', (res) => {
       response = res;
       answered = true;
+      tracker.headAt = Date.now();
       status = res.statusCode ?? null;
       tracker.progress();
       tracker.stage = 'downloading';

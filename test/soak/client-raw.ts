@@ -40,6 +40,7 @@ export function runRawClient(plan: Plan, ctx: ClientContext, tracker: Tracker): 
         received: tracker.received,
         stage: tracker.stage,
         maxGapMs: tracker.maxGapMs,
+        headAt: tracker.headAt,
         reusedSocket: false,
       });
     };
@@ -55,6 +56,7 @@ export function runRawClient(plan: Plan, ctx: ClientContext, tracker: Tracker): 
         },
         onHead: (h) => {
           head = h;
+          tracker.headAt = Date.now();
           status = h.status;
           tracker.stage = 'downloading';
           onContinue?.();

@@ -101,7 +101,7 @@ export function formatReport(r: ReportInput): string {
   const seed = seedText(r.seed);
   out.push(`carelb soak report`);
   out.push(`seed ${seed}; traffic ${(r.trafficMs / 1000).toFixed(1)} s of ${(r.requestedMs / 1000).toFixed(0)} s requested; ${r.concurrency} clients in flight at most${r.only ? `; only requests ${r.only.join(',')}` : ''}`);
-  out.push(`requests: ${r.stats.requests} ended (${(r.stats.requests / Math.max(1, r.trafficMs / 1000)).toFixed(0)}/s), plus the final probes`);
+  out.push(`requests: ${r.stats.requests} ended, the final probes included (${(r.stats.requests / Math.max(1, r.trafficMs / 1000)).toFixed(0)}/s)`);
   out.push('');
   out.push('outcomes by cause:');
   for (const [outcome, count] of [...r.stats.outcomes.entries()].sort((a, b) => b[1] - a[1])) out.push(`  ${outcome.padEnd(28)} ${count}`);

@@ -160,6 +160,9 @@ async function soak(options: SoakOptions, cleanup: Cleanup, findings: Finding[],
 
   // carelb's own view: invariants, thread restarts, SIGHUP reloads seen in its log, counters.
   const carelbView = await child.admin('GET', '/api/status').then(({ json }) => serviceLines(json), (error: Error) => [`GET /api/status failed: ${error.message}`]);
+  if (traffic.cutsWhileUploading > 0) {
+    child.notes.push(`${traffic.cutsWhileUploading} failed uploads reached their client as a reset mid-upload instead of carelb's 502 (no lingering close)`);
+  }
   for (const [i, server] of [servers.q1, servers.q2].entries()) {
     child.notes.push(`queue server ${server.name} had at most ${server.peak} requests in progress at once (max_conns ${QUEUE_MAX_CONNS[i]})`);
   }

@@ -28,6 +28,8 @@ export interface Observation {
   answered: boolean;
   /** drop-reused: the server closed the connection instead of answering. */
   dropped: boolean;
+  /** When the server wrote the final response head (0: never). */
+  headAt: number;
 }
 
 /** Shared between clients and servers: the plan of every request in flight, and what servers saw. */
@@ -133,8 +135,9 @@ async function respond(plan: Plan, content: Content, ops: ResponseOps, name: str
 
   const size = plan.respSize;
   const stopAt = chaos.kind === 'reset' || chaos.kind === 'stall-body' ? chaos.atByte : size;
-  // Trickle: split the body into a few parts with a pause between them.
-  const parts = chaos.kind === 'trickle' ? chaos.pieces : 1;
+  // Trickle: split the body into a few parts with a pause between them. Each part carries a
+  // byte at least, so each pause is one gap between reads (a tiny body gets fewer parts).
+  const parts = chaos.kind === 'trickle' ? Math.max(1, Math.min(chaos.pieces, size)) : 1;
   const salt = Content.salt(plan.index, 'response');
   const nextSize = pieceSizes(plan);
   let offset = 0;
@@ -214,7 +217,7 @@ export async function startHttpServer(name: string, registry: Registry, content:
       res.writeHead(404, { 'content-length': '0' });
       return res.end();
     }
-    const observation: Observation = { server: name, at: Date.now(), method: req.method!, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false, dropped: false };
+    const observation: Observation = { server: name, at: Date.now(), method: req.method!, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false, dropped: false, headAt: 0 };
     const first = registry.firstArrival(index);
     registry.observe(index, observation);
     if (plan.server.kind === 'drop-reused' && nth > 0 && first) {
@@ -233,6 +236,7 @@ export async function startHttpServer(name: string, registry: Registry, content:
       info: (code) => (code === 100 ? res.writeContinue() : res.writeEarlyHints({ link: '</soak.css>; rel=preload' })),
       head: (headers) => {
         observation.answered = true;
+        observation.headAt = Date.now();
         res.writeHead(200, headers);
         // node:http holds the head until the first body write: send it now, as a slow body would.
         res.flushHeaders();
@@ -331,7 +335,7 @@ export async function startRawServer(name: string, registry: Registry, content: 
     let responding = false;
     let current: { plan: Plan; observation: Observation; verifier: ReturnType<Content['verifier']>; early: boolean } | null = null;
 
-    const answer = (plan: Plan, read: Observation | null) => {
+    const answer = (plan: Plan, observation: Observation, read: Observation | null) => {
       const chaos = plan.server;
       const closeAfter = (chaos.kind === 'early' && chaos.close) || plan.respFraming === 'close';
       const chunked = plan.respFraming === 'chunked';
@@ -339,6 +343,8 @@ export async function startRawServer(name: string, registry: Registry, content: 
       const ops: ResponseOps = {
         info: (code) => write(code === 100 ? 'HTTP/1.1 100 Continue\r\n\r\n' : 'HTTP/1.1 103 Early Hints\r\nlink: </soak.css>; rel=preload\r\n\r\n'),
         head: (headers) => {
+          observation.answered = true;
+          observation.headAt = Date.now();
           if (chunked) headers.push(['transfer-encoding', 'chunked']);
           write(`HTTP/1.1 200 OK\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
         },
@@ -391,7 +397,7 @@ export async function startRawServer(name: string, registry: Registry, content: 
           return;
         }
         if (head.method !== plan.method) registry.anomaly(`${name}: #${index} arrived as ${head.method}, sent as ${plan.method}`);
-        const observation: Observation = { server: name, at: Date.now(), method: head.method, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false, dropped: false };
+        const observation: Observation = { server: name, at: Date.now(), method: head.method, bodyBytes: 0, bodyDone: false, bodyOk: true, answered: false, dropped: false, headAt: 0 };
         const first = registry.firstArrival(index);
         registry.observe(index, observation);
         if (plan.server.kind === 'drop-reused' && served > 0 && first && !behaved) {
@@ -403,7 +409,7 @@ export async function startRawServer(name: string, registry: Registry, content: 
         busy = true;
         const early = plan.server.kind === 'early';
         current = { plan, observation, verifier: content.verifier(Content.salt(index, 'request'), plan.reqSize), early };
-        if (early) answer(plan, null);
+        if (early) answer(plan, observation, null);
       },
       onBody: (chunk) => {
         if (!current) return;
@@ -417,7 +423,7 @@ export async function startRawServer(name: string, registry: Registry, content: 
         current = null;
         observation.bodyDone = true;
         observation.bodyOk = verifier.ok;
-        if (!early) answer(plan, observation);
+        if (!early) answer(plan, observation, observation);
       },
       onError: (message) => {
         registry.anomaly(`${name}: carelb sent a malformed request: ${message}`);

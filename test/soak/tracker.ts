@@ -29,6 +29,8 @@ export interface Result {
   maxGapMs: number;
   /** node:http agent: the request went out on a reused keep-alive connection. */
   reusedSocket: boolean;
+  /** When the final response head reached the client (0: never). */
+  headAt: number;
 }
 
 export class Tracker {
@@ -39,6 +41,8 @@ export class Tracker {
   stage = 'connecting';
   sent = 0;
   received = 0;
+  /** When the final response head arrived (0: not yet). */
+  headAt = 0;
   done = false;
   /** Set by the client: ends the request as stuck (the watchdog calls it). */
   onStuck: (idleMs: number) => void = () => {};

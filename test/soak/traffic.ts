@@ -5,7 +5,7 @@
  * Large transfers and requests to the queue service have their own, lower bounds.
  */
 import { Semaphore } from './cleanup';
-import { judgeResult, type Finding } from './checks';
+import { cutWhileUploading, expectationFor, judgeResult, type Finding } from './checks';
 import { runHttpClient, type ClientContext } from './client-http';
 import { runRawClient } from './client-raw';
 import type { Stats } from './report';
@@ -36,6 +36,8 @@ export class Traffic {
   private readonly queue = new Semaphore(MAX_QUEUE);
   /** Requests started so far (the next index of the schedule). */
   next = 0;
+  /** Failed uploads the client saw as a reset instead of carelb's 502 (checks.ts, cutWhileUploading). */
+  cutsWhileUploading = 0;
 
   constructor(
     private readonly seed: number,
@@ -54,10 +56,11 @@ export class Traffic {
     try {
       result = await (plan.client === 'raw' ? runRawClient : runHttpClient)(plan, this.clients, tracker);
     } catch (error) {
-      result = { plan, outcome: 'wrong', detail: `harness error: ${(error as Error).stack}`, status: null, started: tracker.started, ended: Date.now(), sent: 0, received: 0, stage: tracker.stage, maxGapMs: 0, reusedSocket: false };
+      result = { plan, outcome: 'wrong', detail: `harness error: ${(error as Error).stack}`, status: null, started: tracker.started, ended: Date.now(), sent: 0, received: 0, stage: tracker.stage, maxGapMs: 0, reusedSocket: false, headAt: 0 };
     }
     this.active.delete(tracker);
     this.findings.push(...judgeAs(result));
+    if (cutWhileUploading(result, expectationFor(plan))) this.cutsWhileUploading++;
     this.stats.add(result);
     this.recent.push({ index: plan.index, ended: result.ended, outcome: result.outcome });
     if (this.recent.length > 5000) this.recent.splice(0, 1000);

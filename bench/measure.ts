@@ -81,6 +81,12 @@ export interface LoadResult {
 export interface PacedExtra {
   /** Latency from the request's write (µs); LoadResult.latency is from its due time. */
   fromSend: LatencySummary;
+  /**
+   * How long requests waited while a connection was idle (µs): paced's own lateness (timer
+   * wake-up, a busy load CPU). It is part of the from-due latency, the same for every proxy
+   * at best, and shown so that nobody reads it as the proxy's.
+   */
+  generatorLag: LatencySummary;
   /** Most requests due but not sent at once in the window (no idle connection). */
   maxBacklog: number;
   /** Longest wait in the window between a request's due time and its write, µs. */

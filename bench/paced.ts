@@ -93,6 +93,8 @@ export interface PacedJson {
   timer: string;
   pacing: { sent_per_100ms: { max: number; mean: number }; done_per_100ms: { max: number; mean: number } };
   latency_ms: { from_due: PacedLatency; from_send: PacedLatency };
+  /** How long requests due in the window waited while a connection was idle: paced's own lateness. */
+  generator: { lag_ms: PacedLatency };
   histogram_from_due_us: [number, number][];
 }
 
@@ -101,7 +103,9 @@ export function parsePacedJson(text: string): PacedJson {
   for (const k of ['achieved_rps', 'completed', 'non2xx', 'max_backlog'] as const) {
     if (!Number.isFinite(j[k])) throw new Error(`paced JSON: ${k} missing`);
   }
-  if (!j.errors || !j.latency_ms?.from_due || !j.latency_ms.from_send || !Array.isArray(j.histogram_from_due_us)) throw new Error('paced JSON: errors or latency missing');
+  if (!j.errors || !j.latency_ms?.from_due || !j.latency_ms.from_send || !j.generator?.lag_ms || !Array.isArray(j.histogram_from_due_us)) {
+    throw new Error('paced JSON: errors or latency missing');
+  }
   return j;
 }
 
@@ -189,6 +193,7 @@ export async function runPacedLoad(spec: LoadSpec, cpus: string | undefined, bin
     non2xx: j.non2xx,
     paced: {
       fromSend: us(j.latency_ms.from_send),
+      generatorLag: us(j.generator.lag_ms),
       maxBacklog: j.max_backlog,
       maxSendLagUs: j.max_send_lag_ms * 1000,
       sentPeakRps: j.pacing.sent_per_100ms.max * 10,

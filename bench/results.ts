@@ -80,7 +80,8 @@ export interface RoundResult {
    * paced only. p50_us... above are from each request's due time (coordinated omission
    * corrected); these are from its write. max_backlog: most requests due but not yet sent (no
    * idle connection) at once; max_send_lag_us: longest due-to-write wait; sent_peak_rps: the
-   * busiest 100 ms of sends × 10 (the pacing as sent).
+   * busiest 100 ms of sends × 10 (the pacing as sent). gen_lag_*_us: how long requests
+   * waited while a connection was idle, i.e. paced's own lateness, which is inside p50_us...
    */
   send_p50_us?: number;
   send_p99_us?: number;
@@ -88,6 +89,9 @@ export interface RoundResult {
   max_backlog?: number;
   max_send_lag_us?: number;
   sent_peak_rps?: number;
+  gen_lag_p50_us?: number;
+  gen_lag_p99_us?: number;
+  gen_lag_max_us?: number;
 }
 
 /** Metrics that get a median and a spread over rounds. */
@@ -276,6 +280,9 @@ export function roundResult(round: number, m: RawRound): RoundResult {
           max_backlog: m.paced.maxBacklog,
           max_send_lag_us: m.paced.maxSendLagUs,
           sent_peak_rps: m.paced.sentPeakRps,
+          gen_lag_p50_us: m.paced.generatorLag.p50,
+          gen_lag_p99_us: m.paced.generatorLag.p99,
+          gen_lag_max_us: m.paced.generatorLag.max,
         }
       : {}),
   };

@@ -165,7 +165,7 @@ typedef struct {
   uint32_t interest;   /* the events registered with epoll */
   int in_idle_queue;
   int tls_pending;     /* TLS holds decrypted bytes that epoll cannot see: read again soon */
-  int64_t since;       /* CONNECTING/HANDSHAKE: when it started; SENDING/WAITING: send time */
+  int64_t since;       /* CONNECTING/HANDSHAKE: when it started; SENDING/WAITING: send time; IDLE: when idle */
   int64_t retry_at;    /* DOWN: earliest reconnect */
   int64_t backoff;
   /* the request in flight */
@@ -199,6 +199,10 @@ static uint64_t errors[E_KINDS], reconnects, sent, responses, non2xx;
 static uint64_t completed;                  /* responses whose last byte came inside the window */
 static uint64_t window_sent, window_resolved; /* requests due in the window: sent; answered or failed */
 static int64_t max_backlog, max_send_lag;  /* in the window: due but unsent; due to send */
+/* In the window, how long each request waited while a connection was idle: paced's own
+   lateness (a busy load CPU), as opposed to waiting for the server. It is part of the
+   from-due latency, so it is reported to show how much of that is the generator's. */
+static hist_t h_self;
 static uint64_t *sent_buckets, *done_buckets;
 static int64_t bucket_count;
 static hist_t h_due, h_send;
@@ -326,8 +330,9 @@ static void conn_reopen(conn_t *c, int64_t now) {
   conn_open(c, now);
 }
 
-static void become_idle(conn_t *c) {
+static void become_idle(conn_t *c, int64_t now) {
   c->state = C_IDLE;
+  c->since = now;
   c->backoff = 0;
   /* Readable while idle = the server closed it (or sent something unasked). */
   set_interest(c, EPOLLIN);
@@ -338,7 +343,7 @@ static void handshake(conn_t *c, int64_t now) {
   ERR_clear_error();
   int r = SSL_do_handshake(c->ssl);
   if (r == 1) {
-    become_idle(c);
+    become_idle(c, now);
     return;
   }
   if (tls_result(c, r) != IO_AGAIN) conn_fail(c, E_TLS, now);
@@ -346,7 +351,7 @@ static void handshake(conn_t *c, int64_t now) {
 
 static void on_connected(conn_t *c, int64_t now) {
   if (!use_tls) {
-    become_idle(c);
+    become_idle(c, now);
     return;
   }
   c->ssl = SSL_new(ssl_ctx);
@@ -546,15 +551,16 @@ static void send_more(conn_t *c, int64_t now) {
 
 static void start_request(conn_t *c, int64_t due, int64_t now) {
   c->due = due;
-  c->since = now;
   c->written = 0;
   c->state = C_SENDING;
   sent++;
   if (in_window(due)) {
     window_sent++;
     if (now - due > max_send_lag) max_send_lag = now - due;
+    hist_record(&h_self, now - (c->since > due ? c->since : due)); /* c->since: idle since */
   }
   if (in_window(now)) sent_buckets[(now - t_open) / BUCKET_NS]++;
+  c->since = now;
   send_more(c, now);
 }
 
@@ -571,7 +577,7 @@ static void response_done(conn_t *c, int64_t now) {
     done_buckets[(now - t_open) / BUCKET_NS]++;
   }
   if (c->close_after) conn_reopen(c, now);
-  else become_idle(c);
+  else become_idle(c, now);
 }
 
 static void read_response(conn_t *c) {
@@ -815,6 +821,8 @@ static void print_json(void) {
   print_latency("from_due", &h_due);
   printf(",");
   print_latency("from_send", &h_send);
+  printf("},\"generator\":{");
+  print_latency("lag_ms", &h_self);
   /* The from-due histogram itself, sparse, as [upper bound in µs, count]: lets a harness merge
      rounds and draw percentile curves. Neighbouring buckets that round to the same µs merge. */
   printf("},\"histogram_from_due_us\":[");

@@ -103,6 +103,9 @@ test('paced offers an evenly spaced rate, frames keep-alive responses and report
   assertOrdered('from_send', j.latency_ms.from_send);
   // Each request's send is at or after its due time, so from-send can never exceed from-due.
   assert.ok(j.latency_ms.from_send.p99 <= j.latency_ms.from_due.p99 && j.latency_ms.from_send.max <= j.latency_ms.from_due.max);
+  // paced's own lateness is reported and is part of the from-due latency, never more than it.
+  assertOrdered('generator lag', { ...j.generator.lag_ms, p50: j.generator.lag_ms.p50 || 0.001 });
+  assert.ok(j.generator.lag_ms.max <= j.latency_ms.from_due.max);
   // Connection: close every 100th response: paced reconnected rather than erring.
   assert.ok(j.reconnects >= 40, `reconnects ${j.reconnects}`);
   assert.ok(sockets.size > 16, `the server saw ${sockets.size} connections`);

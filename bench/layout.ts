@@ -1,6 +1,6 @@
 /**
  * Which CPUs run what. The proxy under test gets CPUs of its own (1..N); the load generators
- * (wrk, or autocannon inside this process) and the backends share the first CPU. On the 2-core
+ * (wrk or paced, or autocannon inside this process) and the backends share the first CPU. On the 2-core
  * reference VM that is "load + backends on 0, proxy on 1" (DESIGN.md, Measuring).
  * `--pin off` pins nothing, for the scaling check (threads and load share every CPU).
  */
@@ -59,7 +59,7 @@ export function planLayout(workers: number, pin: boolean): CpuLayout {
     load,
     proxy,
     proxyCores: proxyCpus.length,
-    description: `proxy under test on CPU ${proxy} (taskset, whole process); load generator (wrk, or autocannon in the harness) and backends on CPU ${load}`,
+    description: `proxy under test on CPU ${proxy} (taskset, whole process); load generator (wrk or paced, or autocannon in the harness) and backends on CPU ${load}`,
     notes,
   };
 }

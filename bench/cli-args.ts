@@ -39,6 +39,8 @@ export interface BenchOptions {
   warmupMs: number;
   connections: number;
   workers: number;
+  /** CPUs for the load generator and backends (wrk gets one thread per CPU); the proxy gets the CPUs after them. */
+  loadCpus: number;
   rounds: number;
   /** How many times a round is measured again when other processes used the bench's CPUs. */
   noisyRetries: number;
@@ -69,7 +71,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --warmup D         load before the window opens, whole seconds   (default max(2s, 10% of duration))
   --connections N    concurrent client connections (handshake: concurrent connect loops)   (default 64)
   --workers N        threads/processes per proxy (carelb workers, HAProxy nbthread, NGINX
-                     worker_processes); proxies are pinned to CPUs 1..N   (default 1)
+                     worker_processes); proxies are pinned to the N CPUs after the load's   (default 1)
+  --load-cpus N      CPUs for the load generator and backends, from CPU 0; wrk runs one thread
+                     per CPU (a bigger machine needs more than one to saturate N workers)   (default 1)
   --rounds N         each proxy runs N times, order rotated each round   (default 3)
   --noisy-retries N  measure a round again, up to N times, when other processes ran on the
                      bench's CPUs during its window   (default 2; 0 with --smoke)
@@ -122,6 +126,7 @@ const SPEC = {
   warmup: { type: 'string' },
   connections: { type: 'string' },
   workers: { type: 'string' },
+  'load-cpus': { type: 'string' },
   rounds: { type: 'string' },
   'noisy-retries': { type: 'string' },
   compare: { type: 'string' },
@@ -171,8 +176,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | string {
     }
   }
 
-  const ints: Record<'connections' | 'workers' | 'rounds' | 'rate', number | undefined> = { connections: undefined, workers: undefined, rounds: undefined, rate: undefined };
-  for (const k of ['connections', 'workers', 'rounds', 'rate'] as const) {
+  const ints: Record<'connections' | 'workers' | 'rounds' | 'rate' | 'load-cpus', number | undefined> = { connections: undefined, workers: undefined, rounds: undefined, rate: undefined, 'load-cpus': undefined };
+  for (const k of ['connections', 'workers', 'rounds', 'rate', 'load-cpus'] as const) {
     const text = v[k];
     if (text === undefined) continue;
     const n = positiveInt(`--${k}`, text);
@@ -231,6 +236,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | string {
     warmupMs,
     connections: ints.connections ?? 64,
     workers: ints.workers ?? 1,
+    loadCpus: ints['load-cpus'] ?? 1,
     rounds: ints.rounds ?? 3,
     noisyRetries: noisyRetries ?? 2,
     compare,

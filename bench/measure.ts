@@ -31,6 +31,8 @@ export interface LoadSpec {
   port: number;
   tls: boolean;
   connections: number;
+  /** wrk threads (one per load CPU). */
+  threads: number;
   warmupMs: number;
   durationMs: number;
   /** The latency table's offered rate, req/s over all connections (paced -R, autocannon overallRate). */

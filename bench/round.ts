@@ -153,6 +153,7 @@ export async function measureOnce(env: Env, driver: ProxyDriver, plan: RoundPlan
     port,
     tls: scenario !== 'plain',
     connections: opts.connections,
+    threads: loadCpus.length,
     warmupMs: opts.warmupMs,
     durationMs: opts.durationMs,
     ...(plan.rate !== undefined ? { rate: plan.rate } : {}),

@@ -149,7 +149,7 @@ async function main(): Promise<number> {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  const layout = planLayout(opts.workers, opts.pin);
+  const layout = planLayout(opts.workers, opts.pin, opts.loadCpus);
   const notes = [...layout.notes];
   // Smoke runs only prove the harness works; they do not wait behind a long measurement.
   const lockNote = await acquireLock(opts.smoke ? 0 : LOCK_WAIT_MS, (pid) =>

@@ -221,22 +221,63 @@ test('with the server at max_conns, a queued request gets 503 CLB_QUEUE_TIMEOUT 
   await eventually(() => lb.status()[0].servers[0].active === 0, 5000, 'in-flight back to 0');
 });
 
-test('uWS closes a request head that trickles in (slowloris) about 10-12 s after it began; nothing is forwarded', async (t) => {
-  const lb = await setup(t, {});
-  const started = Date.now();
-  const closedAfter = await new Promise<number>((resolve, reject) => {
-    const socket = net.connect(lb.port, '127.0.0.1');
-    const trickle = setInterval(() => socket.write('X'), 2000);
-    t.after(() => clearInterval(trickle));
-    socket.write('GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ');
-    socket.on('close', () => {
-      clearInterval(trickle);
-      resolve(Date.now() - started);
-    });
-    socket.on('error', () => {});
-    setTimeout(() => reject(new Error('not closed within 20 s')), 20_000).unref();
+/** Opens a connection that sends an incomplete request head, then one more byte every 2 s. */
+function trickle(t: TestContext, port: number): { socket: net.Socket; closed: Promise<{ afterMs: number; received: string }> } {
+  const socket = net.connect(port, '127.0.0.1');
+  const started = performance.now();
+  const timer = setInterval(() => socket.write('X'), 2000);
+  t.after(() => {
+    clearInterval(timer);
+    socket.destroy();
   });
-  t.diagnostic(`closed after ${closedAfter} ms`);
-  assert.ok(closedAfter < 20_000);
-  assert.equal(lb.api.seen.length, 0);
+  let received = '';
+  socket.on('data', (d) => (received += d.toString('latin1')));
+  socket.on('error', () => {});
+  socket.write('GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ');
+  const closed = new Promise<{ afterMs: number; received: string }>((resolve) =>
+    socket.on('close', () => {
+      clearInterval(timer);
+      resolve({ afterMs: performance.now() - started, received });
+    }),
+  );
+  return { socket, closed };
+}
+
+test('a request head that trickles in (slowloris) reaches no server, is not counted, and does not hold up other clients of its thread', async (t) => {
+  const lb = await setup(t, {}); // one thread: the trickling connection and the others share it
+  const slow = trickle(t, lb.port);
+  await new Promise<void>((resolve) => slow.socket.once('connect', resolve));
+  for (let i = 0; i < 3; i++) {
+    const reply = await request(lb.port, { path: `/other/${i}` });
+    assert.equal(reply.status, 200);
+  }
+  assert.deepEqual(
+    lb.api.seen.map((s) => s.url),
+    ['/other/0', '/other/1', '/other/2'],
+    'only complete requests reached the server',
+  );
+  assert.equal(lb.status()[0].counters.requests, 3, 'the incomplete head is no request yet');
+  slow.socket.destroy();
+  await slow.closed;
+  assert.equal(lb.status()[0].counters.client_aborts, 0);
+  assert.equal(lb.status()[0].servers[0].active, 0);
+  assert.equal((await request(lb.port)).status, 200);
+});
+
+test('uWS behaviour we rely on: a request head still incomplete 10-12 s after it began is closed without an answer, however often bytes arrive (README, limits of the front end)', async (t) => {
+  // carelb has no header timeout of its own: this is uWS's (v20.30) slowloris guard, which the
+  // README documents. If a uWS upgrade changes it, this check says so before the docs lie.
+  const lb = await setup(t, {});
+  const slow = trickle(t, lb.port);
+  const deadline = new Promise<never>((_resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the trickling connection was still open after 30 s')), 30_000);
+    t.after(() => clearTimeout(timer));
+  });
+  const { afterMs, received } = await Promise.race([slow.closed, deadline]);
+  t.diagnostic(`closed after ${afterMs.toFixed(0)} ms`);
+  assert.equal(received, '', 'closed without a response');
+  // 10-12 s measured (uWS checks its 10 s idle timeout on a 4 s tick); 16 s leaves room for a busy machine.
+  assert.ok(afterMs >= 9_500 && afterMs <= 16_000, `closed after ${afterMs.toFixed(0)} ms, outside 9.5-16 s`);
+  assert.equal(lb.api.seen.length, 0, 'nothing was forwarded');
+  assert.equal(lb.status()[0].counters.requests, 0);
 });

@@ -8,14 +8,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as hdr from 'hdr-histogram-js';
-import { ThreadObserver } from '../../src/dataplane/observe';
+import { ThreadObserver, type ObserveBatch } from '../../src/dataplane/observe';
 import { HISTOGRAM_OPTIONS, LatencyBook } from '../../src/observe/latency';
 
 const MS = 1000; // histograms hold microseconds
 
+/** What a thread sends for one interval, whatever its encoding. */
+type IntervalBatch = NonNullable<ObserveBatch['latency']>;
+
 /** One thread's interval: records `values` (µs) per slot and returns the batch the thread would send. */
-function threadInterval(values: Record<number, [micros: number, times: number][]>): Record<number, string> {
-  const sent: Record<number, string>[] = [];
+function threadInterval(values: Record<number, [micros: number, times: number][]>): IntervalBatch {
+  const sent: IntervalBatch[] = [];
   const observer = new ThreadObserver((batch) => batch.latency && sent.push(batch.latency));
   for (const [slot, entries] of Object.entries(values)) {
     const histogram = observer.histogramFor(Number(slot));
@@ -28,7 +31,7 @@ function threadInterval(values: Record<number, [micros: number, times: number][]
 
 /** The value (ms) hdr reports for `micros` at HISTOGRAM_OPTIONS: the top of its bucket. */
 function reported(micros: number): number {
-  const histogram = hdr.build(HISTOGRAM_OPTIONS);
+  const histogram = hdr.build({ ...HISTOGRAM_OPTIONS });
   histogram.recordValue(micros);
   const value = histogram.getValueAtPercentile(100);
   histogram.destroy();

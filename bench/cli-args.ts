@@ -11,9 +11,19 @@ export type Scenario = (typeof SCENARIOS)[number];
 export const ANCHORS = ['haproxy', 'nginx'] as const;
 export type Anchor = (typeof ANCHORS)[number];
 
-/** wrk → the capacity table (saturated); autocannon → the latency table (fixed offered rate). */
-export const LOADS = ['wrk', 'autocannon'] as const;
+/**
+ * wrk → the capacity table (saturated); paced (the default) or autocannon → the latency table
+ * (fixed offered rate). paced is open-loop at evenly spaced times; autocannon is kept for
+ * comparison, and sends each connection's per-second quota in a burst (bench/README.md).
+ */
+export const LOADS = ['wrk', 'paced', 'autocannon'] as const;
 export type LoadKind = (typeof LOADS)[number];
+export type LatencyLoad = 'paced' | 'autocannon';
+
+/** The latency table's load in a --load list, if any (at most one of them is allowed). */
+export function latencyLoad(loads: readonly LoadKind[]): LatencyLoad | undefined {
+  return loads.includes('paced') ? 'paced' : loads.includes('autocannon') ? 'autocannon' : undefined;
+}
 
 export type BackendKind = 'builtin' | 'nginx';
 export type CertKind = 'rsa2048' | 'p256';
@@ -29,6 +39,8 @@ export interface BenchOptions {
   warmupMs: number;
   connections: number;
   workers: number;
+  /** CPUs for the load generator and backends (wrk gets one thread per CPU); the proxy gets the CPUs after them. */
+  loadCpus: number;
   rounds: number;
   /** How many times a round is measured again when other processes used the bench's CPUs. */
   noisyRetries: number;
@@ -47,16 +59,21 @@ export interface BenchOptions {
 export const USAGE = `usage: npm run bench -- [options]
 
   --scenario S       plain | offload | bridge | handshake | all   (default all; comma list allowed)
-  --load L           wrk | autocannon | wrk,autocannon   (default wrk,autocannon)
+  --load L           wrk | paced | autocannon, or wrk plus one of the others   (default wrk,paced)
                        wrk:        capacity table, every proxy driven to saturation
-                       autocannon: latency table at one fixed offered rate for every proxy
+                       paced:      latency table at one fixed offered rate for every proxy,
+                                   open loop, evenly spaced, latency from each request's due time
+                       autocannon: the latency table with autocannon's overallRate instead
+                                   (per-second bursts; latency from the write)
   --rate N           offered rate of the latency table, req/s   (default 50% of HAProxy's
                      wrk capacity in the same scenario and run; required without wrk or HAProxy)
   --duration D       measured window per proxy and round, whole seconds: 10s, 1m, 10   (default 10s)
   --warmup D         load before the window opens, whole seconds   (default max(2s, 10% of duration))
   --connections N    concurrent client connections (handshake: concurrent connect loops)   (default 64)
   --workers N        threads/processes per proxy (carelb workers, HAProxy nbthread, NGINX
-                     worker_processes); proxies are pinned to CPUs 1..N   (default 1)
+                     worker_processes); proxies are pinned to the N CPUs after the load's   (default 1)
+  --load-cpus N      CPUs for the load generator and backends, from CPU 0; wrk runs one thread
+                     per CPU (a bigger machine needs more than one to saturate N workers)   (default 1)
   --rounds N         each proxy runs N times, order rotated each round   (default 3)
   --noisy-retries N  measure a round again, up to N times, when other processes ran on the
                      bench's CPUs during its window   (default 2; 0 with --smoke)
@@ -109,6 +126,7 @@ const SPEC = {
   warmup: { type: 'string' },
   connections: { type: 'string' },
   workers: { type: 'string' },
+  'load-cpus': { type: 'string' },
   rounds: { type: 'string' },
   'noisy-retries': { type: 'string' },
   compare: { type: 'string' },
@@ -141,10 +159,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | string {
     if (typeof s === 'string') return s;
     scenarios = s;
   }
-  let loads: LoadKind[] = [...LOADS];
+  let loads: LoadKind[] = ['wrk', 'paced'];
   if (v.load !== undefined) {
     const l = list('--load', v.load, LOADS);
     if (typeof l === 'string') return l;
+    if (l.includes('paced') && l.includes('autocannon')) return '--load: paced and autocannon both drive the latency table; pick one';
     loads = l;
   }
   let compare: Anchor[] = [...ANCHORS];
@@ -157,8 +176,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | string {
     }
   }
 
-  const ints: Record<'connections' | 'workers' | 'rounds' | 'rate', number | undefined> = { connections: undefined, workers: undefined, rounds: undefined, rate: undefined };
-  for (const k of ['connections', 'workers', 'rounds', 'rate'] as const) {
+  const ints: Record<'connections' | 'workers' | 'rounds' | 'rate' | 'load-cpus', number | undefined> = { connections: undefined, workers: undefined, rounds: undefined, rate: undefined, 'load-cpus': undefined };
+  for (const k of ['connections', 'workers', 'rounds', 'rate', 'load-cpus'] as const) {
     const text = v[k];
     if (text === undefined) continue;
     const n = positiveInt(`--${k}`, text);
@@ -192,8 +211,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | string {
   if (v.out === '') return '--out needs a directory';
 
   // The latency table's rate is 50 % of HAProxy's wrk capacity; without either, it needs --rate.
-  const latency = loads.includes('autocannon') && scenarios.some((s) => s !== 'handshake');
-  if (latency && ints.rate === undefined && !loads.includes('wrk')) return '--load autocannon without wrk needs --rate N: there is no wrk capacity to take 50 % of';
+  const lat = latencyLoad(loads);
+  const latency = lat !== undefined && scenarios.some((s) => s !== 'handshake');
+  if (latency && ints.rate === undefined && !loads.includes('wrk')) return `--load ${lat} without wrk needs --rate N: there is no wrk capacity to take 50 % of`;
   if (latency && ints.rate === undefined && !compare.includes('haproxy')) return '--compare without haproxy needs --rate N for the latency table: its rate is 50 % of HAProxy\'s capacity';
 
   if (smoke) {
@@ -216,6 +236,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | string {
     warmupMs,
     connections: ints.connections ?? 64,
     workers: ints.workers ?? 1,
+    loadCpus: ints['load-cpus'] ?? 1,
     rounds: ints.rounds ?? 3,
     noisyRetries: noisyRetries ?? 2,
     compare,

@@ -118,7 +118,10 @@ export function cpuSetMicros(cpus: readonly number[]): CpuSetTimes {
 export interface CpuSnapshot {
   proxyUs: number;
   backendUs: number;
-  /** The load generator: the harness itself and wrk (see harnessCpuMicros). */
+  /**
+   * The load generator: the harness itself and wrk (see harnessCpuMicros), plus a load
+   * generator that is still running as the window closes (paced), read from its /proc entry.
+   */
   selfUs: number;
   /** /proc/stat of the proxy's CPUs. */
   cpuset: CpuSetTimes;
@@ -126,11 +129,11 @@ export interface CpuSnapshot {
   loadCpuset: CpuSetTimes;
 }
 
-export function cpuSnapshot(proxyPids: readonly number[], backendPids: readonly number[], proxyCpus: readonly number[], loadCpus: readonly number[]): CpuSnapshot {
+export function cpuSnapshot(proxyPids: readonly number[], backendPids: readonly number[], loadPids: readonly number[], proxyCpus: readonly number[], loadCpus: readonly number[]): CpuSnapshot {
   return {
     proxyUs: cpuMicros(proxyPids),
     backendUs: cpuMicros(backendPids),
-    selfUs: harnessCpuMicros(),
+    selfUs: harnessCpuMicros() + cpuMicros(loadPids),
     cpuset: cpuSetMicros(proxyCpus),
     loadCpuset: cpuSetMicros(loadCpus),
   };

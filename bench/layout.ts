@@ -1,6 +1,6 @@
 /**
  * Which CPUs run what. The proxy under test gets CPUs of its own (1..N); the load generators
- * (wrk, or autocannon inside this process) and the backends share the first CPU. On the 2-core
+ * (wrk or paced, or autocannon inside this process) and the backends share the first CPU. On the 2-core
  * reference VM that is "load + backends on 0, proxy on 1" (DESIGN.md, Measuring).
  * `--pin off` pins nothing, for the scaling check (threads and load share every CPU).
  */
@@ -40,7 +40,7 @@ export function allowedCpus(): number[] {
   return [0];
 }
 
-export function planLayout(workers: number, pin: boolean): CpuLayout {
+export function planLayout(workers: number, pin: boolean, loadCpuCount = 1): CpuLayout {
   const cpus = allowedCpus();
   const notes: string[] = [];
   if (!pin) {
@@ -51,15 +51,18 @@ export function planLayout(workers: number, pin: boolean): CpuLayout {
     notes.push(`only ${cpus.length} CPU available: proxy, load generator and backends share it; no proxy can be saturated, so no ratio is computed`);
     return { load: String(cpus[0]), proxy: undefined, proxyCores: 1, description: `everything on CPU ${cpus[0]} (no second CPU)`, notes };
   }
-  const load = String(cpus[0]);
-  const proxyCpus = cpus.slice(1, 1 + workers);
+  // The load side takes the first CPUs (one wrk thread each), the proxy the next ones.
+  const loadTaken = Math.min(loadCpuCount, cpus.length - 1);
+  if (loadTaken < loadCpuCount) notes.push(`--load-cpus ${loadCpuCount} but only ${cpus.length} CPUs: the load side gets ${loadTaken}`);
+  const load = cpus.slice(0, loadTaken).join(',');
+  const proxyCpus = cpus.slice(loadTaken, loadTaken + workers);
   if (proxyCpus.length < workers) notes.push(`--workers ${workers} but only ${proxyCpus.length} CPU(s) left for the proxy: its ${workers} threads share CPU(s) ${proxyCpus.join(',')}`);
   const proxy = proxyCpus.join(',');
   return {
     load,
     proxy,
     proxyCores: proxyCpus.length,
-    description: `proxy under test on CPU ${proxy} (taskset, whole process); load generator (wrk, or autocannon in the harness) and backends on CPU ${load}`,
+    description: `proxy under test on CPU ${proxy} (taskset, whole process); load generator (wrk or paced, or autocannon in the harness) and backends on CPU ${load}`,
     notes,
   };
 }

@@ -1,5 +1,5 @@
 /**
- * What every load driver (wrk, autocannon, handshake loops) hands back, and the in-process
+ * What every load driver (wrk, paced, autocannon, handshake loops) hands back, and the in-process
  * bookkeeping of the autocannon and handshake drivers: warm-up, then a measured window whose
  * boundaries call the caller's hooks in the same tick the counting starts and stops, so the
  * proxy's CPU snapshot and the request count cover the same interval.
@@ -7,8 +7,11 @@
 import * as hdr from 'hdr-histogram-js';
 
 export interface WindowHooks {
-  /** Called synchronously as the window opens (take CPU snapshots here). */
-  open(): void;
+  /**
+   * Called synchronously as the window opens (take CPU snapshots here). `loadPids`: a load
+   * generator that is a running child (paced), whose CPU counts as the load generator's.
+   */
+  open(loadPids?: readonly number[]): void;
   /** Called synchronously as the window closes. */
   close(): void;
 }
@@ -28,9 +31,11 @@ export interface LoadSpec {
   port: number;
   tls: boolean;
   connections: number;
+  /** wrk threads (one per load CPU). */
+  threads: number;
   warmupMs: number;
   durationMs: number;
-  /** autocannon only: overallRate, req/s over all connections (the latency table). */
+  /** The latency table's offered rate, req/s over all connections (paced -R, autocannon overallRate). */
   rate?: number;
   hooks: WindowHooks;
   onProgress?: (p: Progress) => void;
@@ -64,6 +69,8 @@ export interface LoadResult {
    * for the next second, so this is well above the offered rate: the bursts the proxy saw.
    */
   burstPeakRps?: number;
+  /** paced only: what else it measured (latency from the write, and how far behind it got). */
+  paced?: PacedExtra;
   /**
    * Counted over the whole load, warm-up included: a proxy that fails during warm-up has
    * still failed. Timeouts are not included in errors.
@@ -71,6 +78,23 @@ export interface LoadResult {
   errors: number;
   timeouts: number;
   non2xx: number;
+}
+
+export interface PacedExtra {
+  /** Latency from the request's write (µs); LoadResult.latency is from its due time. */
+  fromSend: LatencySummary;
+  /**
+   * How long requests waited while a connection was idle (µs): paced's own lateness (timer
+   * wake-up, a busy load CPU). It is part of the from-due latency, the same for every proxy
+   * at best, and shown so that nobody reads it as the proxy's.
+   */
+  generatorLag: LatencySummary;
+  /** Most requests due but not sent at once in the window (no idle connection). */
+  maxBacklog: number;
+  /** Longest wait in the window between a request's due time and its write, µs. */
+  maxSendLagUs: number;
+  /** Busiest 100 ms of sends in the window × 10. */
+  sentPeakRps: number;
 }
 
 /** A latency histogram in microseconds: 1 µs to 60 s at 3 significant digits. */

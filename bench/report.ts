@@ -1,9 +1,9 @@
 /**
  * The Markdown report, printed on stdout at the end and written next to the JSON: the capacity
- * table (wrk, saturated), the latency table (autocannon, equal offered rate), each with its
+ * table (wrk, saturated), the latency table (paced or autocannon, equal offered rate), each with its
  * rule, and the ratios from counted rows only, with the withheld ones and why.
  */
-import type { BenchResults, Metric, Ratio, Row } from './results';
+import { median, type BenchResults, type Metric, type Ratio, type Row } from './results';
 import { MIN_ROUNDS_FOR_HEADLINE, RULE_TEXT, type Table } from './rules';
 
 function fmt(n: number, digits: number): string {
@@ -60,8 +60,16 @@ function capacityLine(r: Row): string {
     .trim();
 }
 
+/** paced's own lateness, p50 / p99 in ms: medians over the same rounds as the row's other cells. */
+function pacedLag(r: Row): string {
+  const use = r.per_round.filter((p) => r.medians_over === 'all rounds' || p.counted);
+  const med = (k: 'gen_lag_p50_us' | 'gen_lag_p99_us'): number => median(use.map((p) => p[k] ?? 0)) / 1000;
+  return `${fmt(med('gen_lag_p50_us'), 2)} / ${fmt(med('gen_lag_p99_us'), 2)}`;
+}
+
 function latencyLine(r: Row): string {
-  const header = 13;
+  const paced = r.load === 'paced';
+  const header = paced ? 14 : 13;
   const empty = noNumbers(r, header);
   if (empty) return empty;
   const verdict = r.counted ? `${r.rounds_counted}/${r.rounds_ok}` : `**not achieved** (0/${r.rounds_ok})`;
@@ -76,6 +84,7 @@ function latencyLine(r: Row): string {
     cell(r, 'p50_us', 1000, 2),
     cell(r, 'p99_us', 1000, 2),
     cell(r, 'p99_9_us', 1000, 2),
+    ...(paced ? [pacedLag(r)] : []),
     `**${cell(r, 'cpu_us_per_req', 1, 1)}**`,
     cell(r, 'proxy_cpu_pct', 1, 0),
     fmt(r.peak_rss_kb / 1024, 1),
@@ -115,16 +124,22 @@ function section(res: BenchResults, table: Table): string[] {
     lines.push('req/s: wrk\'s own count ÷ its runtime. CPU µs/req = utime+stime of the proxy process(es) over the window ÷ responses. proxy CPU %: the proxy process\'s utime+stime ÷ window, 100 = one CPU. its CPU busy %: the proxy\'s pinned CPU(s) from /proc/stat, softirq and other processes included (a gap to proxy CPU % = something else used that CPU). load CPU %: busy time of the load CPU (wrk, backends, and the kernel\'s loopback softirq work) from /proc/stat; near 100 with proxy CPU below the rule means the load side set the pace. p50/p99: wrk\'s, at saturation (a queue, not a latency figure: see the latency table).');
     if (rows.some((r) => r.load === 'tls-loop')) lines.push('handshake rows: a new TLS connection per request from in-process tls.connect loops (not wrk); req/s = handshakes/s, CPU µs per handshake.');
   } else {
-    lines.push('### Latency at equal offered load (autocannon, fixed rate)', '');
+    const load = rows[0].load;
+    lines.push(`### Latency at equal offered load (${load === 'paced' ? 'paced: open loop, evenly spaced, from due time' : 'autocannon, fixed rate'})`, '');
     lines.push(`Rule: ${RULE_TEXT.latency}`, '');
     const bases = [...new Set(rows.filter((r) => r.rate_basis).map((r) => `${r.scenario}: ${r.offered_rps ?? 0} req/s = ${r.rate_basis ?? ''}`))];
     for (const b of bases) lines.push(`- Offered rate, ${b}`);
     if (bases.length) lines.push('');
-    lines.push('| scenario | proxy | offered req/s | achieved req/s | achieved rounds | burst peak req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | proxy CPU % | peak RSS MB | errors / timeouts / non-2xx |');
-    lines.push('|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+    const lagColumn = load === 'paced' ? ' paced lag p50 / p99 ms |' : '';
+    lines.push(`| scenario | proxy | offered req/s | achieved req/s | achieved rounds | burst peak req/s | p50 ms | p99 ms | p99.9 ms |${lagColumn} CPU µs/req | proxy CPU % | peak RSS MB | errors / timeouts / non-2xx |`);
+    lines.push(`|---|---|--:|--:|---|--:|--:|--:|--:|${load === 'paced' ? '--:|' : ''}--:|--:|--:|--:|`);
     for (const r of rows) lines.push(latencyLine(r));
     lines.push('');
-    lines.push('autocannon\'s overallRate is a per-connection quota per second: each connection sends its share back to back, then waits for the next second. burst peak = the busiest 100 ms of the window × 10: the rate the proxy actually saw during the bursts. Latency = request write to response end (no queueing before the write).');
+    if (load === 'paced') {
+      lines.push('paced sends request k at t0 + k/rate, evenly spaced over all connections; a due request with no idle connection waits. p50/p99/p99.9 run from each request\'s **due time** to the last byte of its response (coordinated omission corrected, as wrk2), over the requests due in the window; the same from the write are in the JSON (send_p*_us), with max_backlog and max_send_lag_us. paced lag: how long requests waited while a connection was idle, i.e. paced\'s own lateness (timer wake-up on this VM, a busy load CPU); it is inside p50/p99 and not the proxy\'s. burst peak = the busiest 100 ms of responses in the window × 10: near the offered rate when the load is paced. achieved req/s = responses completed in the window ÷ window. CPU µs/req = proxy utime+stime over the window ÷ those responses.');
+    } else {
+      lines.push('autocannon\'s overallRate is a per-connection quota per second: each connection sends its share back to back, then waits for the next second. burst peak = the busiest 100 ms of the window × 10: the rate the proxy actually saw during the bursts. Latency = request write to response end (no queueing before the write).');
+    }
   }
   const list = res.ratios.filter((r) => r.table === table);
   const held = res.ratios_withheld.filter((r) => r.table === table);

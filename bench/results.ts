@@ -5,13 +5,13 @@
  */
 import type * as hdr from 'hdr-histogram-js';
 import type { Scenario } from './cli-args';
-import type { LatencySummary } from './measure';
+import type { LatencySummary, PacedExtra } from './measure';
 import { newHistogram } from './measure';
 import type { ProxyName } from './proxies/types';
 import { MIN_ROUNDS_FOR_HEADLINE, type Table } from './rules';
 
-/** wrk: capacity; autocannon: latency at a fixed rate; tls-loop: the handshake scenario's own loops. */
-export type LoadTool = 'wrk' | 'autocannon' | 'tls-loop';
+/** wrk: capacity; paced (default) or autocannon: latency at a fixed rate; tls-loop: the handshake scenario's own loops. */
+export type LoadTool = 'wrk' | 'paced' | 'autocannon' | 'tls-loop';
 
 export interface RoundResult {
   round: number;
@@ -73,9 +73,25 @@ export interface RoundResult {
   /** rules.ts: saturated (capacity) or offered rate achieved (latency). */
   counted: boolean;
   not_counted?: string;
-  /** Latency table: the rate asked of autocannon (req/s) and the busiest 100 ms of the window × 10. */
+  /** Latency table: the rate asked of the load (req/s) and the busiest 100 ms of responses in the window × 10. */
   offered_rps?: number;
   burst_peak_rps?: number;
+  /**
+   * paced only. p50_us... above are from each request's due time (coordinated omission
+   * corrected); these are from its write. max_backlog: most requests due but not yet sent (no
+   * idle connection) at once; max_send_lag_us: longest due-to-write wait; sent_peak_rps: the
+   * busiest 100 ms of sends × 10 (the pacing as sent). gen_lag_*_us: how long requests
+   * waited while a connection was idle, i.e. paced's own lateness, which is inside p50_us...
+   */
+  send_p50_us?: number;
+  send_p99_us?: number;
+  send_p99_9_us?: number;
+  max_backlog?: number;
+  max_send_lag_us?: number;
+  sent_peak_rps?: number;
+  gen_lag_p50_us?: number;
+  gen_lag_p99_us?: number;
+  gen_lag_max_us?: number;
 }
 
 /** Metrics that get a median and a spread over rounds. */
@@ -221,6 +237,7 @@ export interface RawRound {
   non2xx: number;
   offeredRps?: number;
   burstPeakRps?: number;
+  paced?: PacedExtra;
 }
 
 /** The round's figures; `counted` is filled in by the caller from rules.ts. */
@@ -255,6 +272,19 @@ export function roundResult(round: number, m: RawRound): RoundResult {
     counted: false,
     ...(m.offeredRps !== undefined ? { offered_rps: m.offeredRps } : {}),
     ...(m.burstPeakRps !== undefined ? { burst_peak_rps: m.burstPeakRps } : {}),
+    ...(m.paced !== undefined
+      ? {
+          send_p50_us: m.paced.fromSend.p50,
+          send_p99_us: m.paced.fromSend.p99,
+          send_p99_9_us: m.paced.fromSend.p99_9,
+          max_backlog: m.paced.maxBacklog,
+          max_send_lag_us: m.paced.maxSendLagUs,
+          sent_peak_rps: m.paced.sentPeakRps,
+          gen_lag_p50_us: m.paced.generatorLag.p50,
+          gen_lag_p99_us: m.paced.generatorLag.p99,
+          gen_lag_max_us: m.paced.generatorLag.max,
+        }
+      : {}),
   };
 }
 
@@ -346,7 +376,7 @@ export class RowBuilder {
 
 function why(r: Row): string {
   if (r.status !== 'ok') return `${r.proxy}: ${r.status}`;
-  return `${r.proxy}: ${r.table === 'capacity' ? 'not saturated' : 'offered rate not achieved'} in any of ${r.rounds_ok} round(s)`;
+  return `${r.proxy}: ${r.table === 'capacity' ? 'not saturated' : 'offered rate not achieved (cleanly)'} in any of ${r.rounds_ok} round(s)`;
 }
 
 /** carelb ÷ each anchor, per table and scenario, from counted rows only; the rest is withheld with a reason. */

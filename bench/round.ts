@@ -1,6 +1,6 @@
 /**
  * One proxy × scenario × round of one table: start the proxy, run the load (wrk for capacity,
- * autocannon at a fixed rate for latency, the TLS loops for handshakes), take the CPU
+ * paced or autocannon at a fixed rate for latency, the TLS loops for handshakes), take the CPU
  * snapshots at the window's edges, stop the proxy, and judge the round by the table's rule.
  */
 import * as fs from 'node:fs';
@@ -14,6 +14,7 @@ import { allowedCpus, type CpuLayout } from './layout';
 import { runAutocannonLoad } from './load';
 import type { LoadResult, LoadSpec, Progress } from './measure';
 import { firstError, freePort } from './net-util';
+import { runPacedLoad } from './paced';
 import type { ProgressLine } from './progress';
 import { StartError, type ProxyDriver, type RunningProxy } from './proxies/types';
 import { roundResult, type LoadTool, type RoundResult, type RowBuilder } from './results';
@@ -31,6 +32,8 @@ export interface Env {
   plainBackends: Backend[];
   tlsBackends: Backend[];
   progress: ProgressLine;
+  /** The built paced binary, when the latency table uses paced. */
+  pacedBin?: string;
 }
 
 /** What is measured: which table, with which load, and (latency) at which rate. */
@@ -89,6 +92,10 @@ export function noisy(layout: CpuLayout, r: RoundResult): boolean {
 function runLoad(env: Env, plan: RoundPlan, spec: LoadSpec, workDir: string): Promise<LoadResult> {
   if (plan.load === 'wrk') return runWrkLoad(spec, env.layout.load, workDir);
   if (plan.load === 'tls-loop') return runHandshakeLoad(spec);
+  if (plan.load === 'paced') {
+    if (env.pacedBin === undefined) throw new Error('paced was not built');
+    return runPacedLoad(spec, env.layout.load, env.pacedBin);
+  }
   return runAutocannonLoad(spec);
 }
 
@@ -130,6 +137,7 @@ export async function measureOnce(env: Env, driver: ProxyDriver, plan: RoundPlan
 
   row.config ??= running.config;
   let pids: number[] = [];
+  let loadPids: number[] = [];
   const backendPids = backends.flatMap((b) => (b.child.tree.size ? [...b.child.tree] : [b.child.pid]));
   let before: CpuSnapshot | undefined;
   let after: CpuSnapshot | undefined;
@@ -145,17 +153,19 @@ export async function measureOnce(env: Env, driver: ProxyDriver, plan: RoundPlan
     port,
     tls: scenario !== 'plain',
     connections: opts.connections,
+    threads: loadCpus.length,
     warmupMs: opts.warmupMs,
     durationMs: opts.durationMs,
     ...(plan.rate !== undefined ? { rate: plan.rate } : {}),
     hooks: {
-      open: () => {
+      open: (load = []) => {
         // The process tree as it is now (nginx master + workers); the same PIDs close the window.
         pids = running.pids();
-        before = cpuSnapshot(pids, backendPids, proxyCpus, loadCpus);
+        loadPids = [...load];
+        before = cpuSnapshot(pids, backendPids, loadPids, proxyCpus, loadCpus);
       },
       close: () => {
-        after = cpuSnapshot(pids, backendPids, proxyCpus, loadCpus);
+        after = cpuSnapshot(pids, backendPids, loadPids, proxyCpus, loadCpus);
       },
     },
     onProgress: (p: Progress) => {
@@ -223,13 +233,14 @@ export async function measureOnce(env: Env, driver: ProxyDriver, plan: RoundPlan
     non2xx: load.non2xx,
     ...(plan.rate !== undefined ? { offeredRps: plan.rate } : {}),
     ...(load.burstPeakRps !== undefined ? { burstPeakRps: load.burstPeakRps } : {}),
+    ...(load.paced !== undefined ? { paced: load.paced } : {}),
   });
   const verdict = plan.table === 'capacity' ? judgeCapacity(r, layout.proxyCores) : judgeLatency(r, plan.rate ?? 0);
   r.counted = verdict.counted;
   if (verdict.why !== undefined) r.not_counted = verdict.why;
   const what = scenario === 'handshake' ? 'handshake' : 'req';
   progress.log(
-    `${label}: ${fmtInt(r.rps)} ${what === 'req' ? 'req' : 'handshakes'}/s${plan.rate !== undefined ? ` of ${fmtInt(plan.rate)} offered (burst peak ${fmtInt(r.burst_peak_rps ?? 0)})` : ''}, ` +
+    `${label}: ${fmtInt(r.rps)} ${what === 'req' ? 'req' : 'handshakes'}/s${plan.rate !== undefined ? ` of ${fmtInt(plan.rate)} offered (burst peak ${fmtInt(r.burst_peak_rps ?? 0)}${r.max_backlog !== undefined ? `, max backlog ${r.max_backlog}, max send lag ${((r.max_send_lag_us ?? 0) / 1000).toFixed(2)} ms` : ''})` : ''}, ` +
       `${r.cpu_us_per_req.toFixed(1)} µs CPU/${what}, p50 ${(r.p50_us / 1000).toFixed(2)} ms, p99 ${(r.p99_us / 1000).toFixed(2)} ms, ` +
       `proxy CPU ${r.proxy_cpu_pct.toFixed(0)}% (its CPUs ${r.proxy_cpuset_busy_pct.toFixed(0)}% busy), load CPU ${r.load_cpu_busy_pct.toFixed(0)}% busy (load gen ${r.loadgen_cpu_pct.toFixed(0)}%, backends ${r.backend_cpu_pct.toFixed(0)}%), errors ${r.errors}/${r.timeouts}/${r.non_2xx}` +
       (noisyProxyCpu(layout, r) ? `, other work on CPU ${layout.proxy ?? ''}: ${r.foreign_cpu_pct.toFixed(0)}%` : '') +

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: carelb side by side with HAProxy and NGINX, two tables (DESIGN.md, Measuring):
  *   capacity: wrk drives each proxy to saturation; rows below 95 % proxy CPU do not count;
- *   latency:  autocannon offers every proxy the same fixed rate (50 % of HAProxy's capacity).
+ *   latency:  paced (or autocannon) offers every proxy the same fixed rate (50 % of HAProxy's
+ *             capacity); a round counts when the proxy achieved it without errors.
  * Starts the reference backends, then per scenario runs the capacity rounds, then the latency
  * rounds; in each round every proxy in turn (order rotated every round so no proxy always goes
  * first). Writes <timestamp>.json, .md and .svg and prints the tables. See bench/README.md.
@@ -12,10 +13,11 @@ import * as path from 'node:path';
 import { startBackends } from './backends';
 import { generateCerts } from './certs';
 import { installCleanup, stopAll } from './children';
-import { parseBenchArgs, USAGE, type Scenario } from './cli-args';
+import { latencyLoad, parseBenchArgs, USAGE, type Scenario } from './cli-args';
 import { clockTicks } from './cpu';
 import { planLayout, pinSelf } from './layout';
 import { acquireLock, releaseLock } from './lock';
+import { buildPaced } from './paced';
 import { ProgressLine } from './progress';
 import { carelb } from './proxies/carelb';
 import { haproxy } from './proxies/haproxy';
@@ -128,6 +130,17 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  const latLoad = latencyLoad(opts.loads);
+  let pacedBin: string | undefined;
+  if (latLoad === 'paced' && opts.scenarios.some((s) => s !== 'handshake')) {
+    // Built from bench/paced/paced.c into bench/.build/ when missing or older than the source.
+    try {
+      pacedBin = buildPaced();
+    } catch (err) {
+      process.stderr.write(`bench: the latency table needs paced: ${err instanceof Error ? err.message : String(err)}\n`);
+      return 1;
+    }
+  }
   const progress = new ProgressLine();
   const started = new Date();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'carelb-bench-'));
@@ -136,7 +149,7 @@ async function main(): Promise<number> {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  const layout = planLayout(opts.workers, opts.pin);
+  const layout = planLayout(opts.workers, opts.pin, opts.loadCpus);
   const notes = [...layout.notes];
   // Smoke runs only prove the harness works; they do not wait behind a long measurement.
   const lockNote = await acquireLock(opts.smoke ? 0 : LOCK_WAIT_MS, (pid) =>
@@ -177,6 +190,7 @@ async function main(): Promise<number> {
     plainBackends: opts.scenarios.some((s) => s !== 'bridge') ? await startBackends(backendOpts) : [],
     tlsBackends: opts.scenarios.includes('bridge') ? await startBackends({ ...backendOpts, certs }) : [],
     progress,
+    ...(pacedBin !== undefined ? { pacedBin } : {}),
   };
   progress.log(
     `bench: ${opts.scenarios.join(',')} × ${drivers.map((d) => d.name).join(',')}, load ${opts.loads.join(',')}, ${opts.rounds} round(s), ` +
@@ -193,11 +207,11 @@ async function main(): Promise<number> {
       capacity = (await runTable(env, drivers, skipped, { table: 'capacity', load: 'wrk', scenario })).map((b) => b.build());
     }
     rows.push(...capacity);
-    if (scenario === 'handshake' || !opts.loads.includes('autocannon')) continue;
+    if (scenario === 'handshake' || latLoad === undefined) continue;
     const rate = latencyRate(opts, capacity);
     if (typeof rate === 'string') {
       for (const d of drivers) {
-        const b = new RowBuilder('latency', 'autocannon', scenario, d.name);
+        const b = new RowBuilder('latency', latLoad, scenario, d.name);
         b.skip(rate);
         rows.push(b.build());
       }
@@ -205,13 +219,18 @@ async function main(): Promise<number> {
       continue;
     }
     progress.log(`latency ${scenario}: offering ${rate.rate} req/s to every proxy (${rate.basis})`);
-    const latency = await runTable(env, drivers, skipped, { table: 'latency', load: 'autocannon', scenario, rate: rate.rate, rateBasis: rate.basis });
+    const latency = await runTable(env, drivers, skipped, { table: 'latency', load: latLoad, scenario, rate: rate.rate, rateBasis: rate.basis });
     const built = latency.map((b) => b.build());
     rows.push(...built);
     const measured = built.filter((r) => r.status === 'ok' && r.rounds_ok > 0);
     if (measured.length > 0 && measured.every((r) => !r.counted)) {
-      const peak = Math.max(...measured.map((r) => r.burst_peak_rps ?? 0));
-      notes.push(`latency ${scenario}: no proxy achieved ${rate.rate} req/s; if the load generator could not offer it (busiest 100 ms: ${Math.round(peak)} req/s), run again with a lower --rate`);
+      if (latLoad === 'paced') {
+        const busy = Math.max(...measured.map((r) => r.load_cpu_busy_pct));
+        notes.push(`latency ${scenario}: no proxy achieved ${rate.rate} req/s cleanly; if the load side could not offer it (load CPU up to ${Math.round(busy)} % busy; per round: max_backlog, max_send_lag_us in the JSON), run again with a lower --rate`);
+      } else {
+        const peak = Math.max(...measured.map((r) => r.burst_peak_rps ?? 0));
+        notes.push(`latency ${scenario}: no proxy achieved ${rate.rate} req/s; if the load generator could not offer it (busiest 100 ms: ${Math.round(peak)} req/s), run again with a lower --rate`);
+      }
     }
   }
   progress.clear();
@@ -248,7 +267,10 @@ async function main(): Promise<number> {
       rules: RULE_TEXT,
       load_source: {
         capacity: `wrk -t1 -c${opts.connections} (${opts.warmupMs / 1000} s warm-up run, then a ${opts.durationMs / 1000} s measured run); req/s, latency and errors from wrk's own done() hook; handshake: ${opts.connections} in-process tls.connect loops`,
-        latency: 'autocannon in the harness, overallRate = the offered rate: each connection spends its per-second quota back to back, then waits for the next second (burst_peak_rps shows the bursts); latency = request write to response end, µs, hdr-histogram-js over the window only',
+        latency:
+          latLoad === 'autocannon'
+            ? 'autocannon in the harness, overallRate = the offered rate: each connection spends its per-second quota back to back, then waits for the next second (burst_peak_rps shows the bursts); latency = request write to response end, µs, hdr-histogram-js over the window only'
+            : `paced (bench/paced/paced.c, C, one thread, pinned to the load CPU), -c${opts.connections}: request k due at t0 + k/rate on one schedule over all connections, sent on an idle connection or queued (max_backlog); latency = due time to the response's last byte (coordinated omission corrected; send_p*_us: from the write), requests due in the window; req/s = responses completed in the window ÷ window; window edges from paced's stderr`,
       },
       cpu_source: '/proc/PID/stat utime+stime of the proxy process tree (all threads, nginx workers), delta over the window, ÷ responses in the window',
       notes,

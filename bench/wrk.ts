@@ -102,7 +102,7 @@ async function runOnce(o: WrkRunOptions): Promise<WrkRun> {
   // address that connects). Plain: the address itself.
   const host = o.spec.tls ? 'localhost' : o.spec.host;
   const url = `${scheme}://${host}:${o.spec.port}/fhir/r4/Patient/example`;
-  const args = ['-t1', `-c${o.spec.connections}`, `-d${o.seconds}s`, '--timeout', '5s', '-s', script, url];
+  const args = [`-t${Math.max(1, Math.min(o.spec.threads, o.spec.connections))}`, `-c${o.spec.connections}`, `-d${o.seconds}s`, '--timeout', '5s', '-s', script, url];
   let stdout = '';
   o.before?.();
   const child: Tracked = spawnTracked(`wrk (${o.tag})`, WRK_BIN, args, {

@@ -41,6 +41,8 @@ export interface DemoApiServer {
   name: string;
   host: string;
   port: number;
+  /** Requests waiting out a delay right now (for tests and the demo's own status). */
+  readonly delayed: number;
   /** Closes the listener, destroys open connections and pending timers; resolves once closed. */
   close(): Promise<void>;
 }
@@ -360,6 +362,9 @@ export async function startDemoApiServer(options: DemoApiOptions): Promise<DemoA
     name,
     host,
     port: address.port,
+    get delayed() {
+      return timers.size;
+    },
     close(): Promise<void> {
       closed ??= new Promise<void>((resolve) => {
         closing = true;

@@ -115,7 +115,7 @@ export class LatencyBook {
       merged.destroy();
       return null;
     }
-    const counts = bounds.map((bound) => countAtOrBelow(merged, bound * 1e6, count));
+    const counts = countsAtOrBelow(merged, bounds.map((bound) => bound * 1e6));
     const result = { bounds: [...bounds], counts, count, sum: (merged.mean * count) / 1e6 };
     merged.destroy();
     return result;
@@ -138,18 +138,22 @@ export interface LatencyBuckets {
   sum: number;
 }
 
-/** Requests at or below `micros`: the percentile whose value is the bound, found by bisection. */
-function countAtOrBelow(histogram: Histogram, micros: number, count: number): number {
-  if (histogram.maxValue <= micros) return count;
-  if (histogram.getValueAtPercentile(0) > micros) return 0;
-  let low = 0;
-  let high = 100;
-  for (let i = 0; i < 30; i++) {
-    const mid = (low + high) / 2;
-    if (histogram.getValueAtPercentile(mid) <= micros) low = mid;
-    else high = mid;
+/**
+ * Requests at or below each bound (µs, ascending), from one pass over the buckets: a bucket
+ * counts under a bound when its lowest value is at or below it (values within the
+ * histogram's precision of a bound may fall on either side). Exact counts, never a
+ * percentile rounded to a count.
+ */
+function countsAtOrBelow(histogram: Histogram, boundsMicros: number[]): number[] {
+  const access = histogram as unknown as CountsAccess;
+  const counts = boundsMicros.map(() => 0);
+  for (let index = 0; index < access.countsArrayLength; index++) {
+    const count = access.getCountAtIndex(index);
+    if (count === 0) continue;
+    const value = access.valueFromIndex(index);
+    for (let b = boundsMicros.length - 1; b >= 0 && value <= boundsMicros[b]; b--) counts[b] += count;
   }
-  return Math.floor((low / 100) * count);
+  return counts;
 }
 
 function percentiles(histogram: Histogram): Percentiles {

@@ -203,9 +203,23 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
     assert.equal(rendered.code, 0, `render on ${node}: ${rendered.stderr}`);
   }
   const keepalived: Partial<Record<NodeKey, Proc>> = {};
+  const runDir = (node: NodeKey) => join(root, `node-${node}`);
   const startKeepalived = (node: NodeKey) => {
-    const run = join(root, `node-${node}`);
-    keepalived[node] = net.spawn(node, ['keepalived', '-f', `${etc}/keepalived.conf`, '--dont-fork', '--log-console', '--vrrp', '-p', `${run}/keepalived.pid`, '-r', `${run}/vrrp.pid`], onNode(node));
+    const run = runDir(node);
+    // TMPDIR: where keepalived writes keepalived.stats on SIGUSR2 (one file per node).
+    const options = { ...onNode(node), env: { ...onNode(node).env, TMPDIR: run } };
+    keepalived[node] = net.spawn(node, ['keepalived', '-f', `${etc}/keepalived.conf`, '--dont-fork', '--log-console', '--vrrp', '-p', `${run}/keepalived.pid`, '-r', `${run}/vrrp.pid`], options);
+  };
+  /** keepalived's own counters for the instance on `node` (SIGUSR2 writes them to TMPDIR/keepalived.stats). */
+  const vrrpStats = async (node: NodeKey): Promise<{ received: number; becameMaster: number }> => {
+    const file = join(runDir(node), 'keepalived.stats');
+    rmSync(file, { force: true });
+    process.kill(Number(readFileSync(join(runDir(node), 'keepalived.pid'), 'utf8').trim()), 'SIGUSR2');
+    return until(() => {
+      const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+      const match = /VRRP Instance: carelb_1\n\s+Advertisements:\n\s+Received: (\d+)\n[\s\S]*?Became master: (\d+)\n\s+Released master: \d+\n/.exec(text);
+      return match ? { received: Number(match[1]), becameMaster: Number(match[2]) } : undefined;
+    }, 5000, `keepalived.stats of node ${node}`);
   };
   startKeepalived('a');
   await until(async () => stateOf('a') === 'MASTER' && (await holds('a')), 10_000, 'node a to become MASTER');
@@ -219,6 +233,18 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
   await until(() => records().filter((r) => r.ok).length > 300, 15_000, 'the load to run through node a');
   const vipOn = async (node: NodeKey, since: number) => until(async () => ((await holds(node)) ? Date.now() : undefined), 10_000, `the VIP on node ${node}`, 10).then((at) => at - since);
   const restoredThrough = (node: NodeKey, since: number) => until(() => records().some((r) => r.ok && r.lb === NODES[node].address && r.e >= since), 15_000, `a success through node ${node}`);
+  // What failoverStats() judges after service came back (failedAfter): 2 × LOOPS requests
+  // started after the first success through `node`, all complete, whatever they took.
+  const settledAfter = (node: NodeKey, since: number) =>
+    until(
+      () => {
+        const all = records();
+        const restored = Math.min(...all.filter((r) => r.ok && r.lb === NODES[node].address && r.e >= since).map((r) => r.e));
+        return all.filter((r) => r.s > restored).length >= 2 * LOOPS;
+      },
+      30_000,
+      `${2 * LOOPS} requests started after service came back through node ${node}`,
+    );
 
   await t.test('a planned stop of the active node (handoff, then SIGTERM) moves the VIP within 3 s and fails < 1 % of the requests', async (t: TestContext) => {
     const tStop = Date.now();
@@ -229,7 +255,7 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
     const vipMoveMs = await moved;
     assert.equal(await carelb.a!.exited, 0);
     await restoredThrough('b', tStop);
-    await sleep(1000);
+    await settledAfter('b', tStop);
     const stats = failoverStats(records(), tStop, tStop + vipMoveMs, NODES.b.address);
     t.diagnostic(`handoff: ${handoff.stdout.trim()}`);
     t.diagnostic(`planned failover a→b: VIP moved in ${stats.vipMoveMs} ms; service gap ${stats.serviceGapMs} ms; window ${stats.windowMs} ms: ${stats.failed} of ${stats.sent} requests failed (${((100 * stats.failed) / stats.sent).toFixed(2)} %) ${JSON.stringify(stats.errors)}; ${stats.failedAfter} failed after`);
@@ -255,14 +281,28 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
     await startCarelb('a');
     await until(() => stateOf('a') === 'BACKUP', 10_000, 'node a to become BACKUP');
     const since = Date.now();
-    // Three advert intervals: a preempting node would have taken the address by then.
-    while (Date.now() - since < 3500) {
-      assert.equal(await holds('a'), false, 'node a took the VIP back');
-      assert.equal(await holds('b'), true, 'node b lost the VIP');
-      await sleep(100);
-    }
+    // Judged on keepalived's clock, not the test's: a preempting node ignores the adverts of a
+    // lower-priority master and takes over when its master-down timer runs out (3 × advert_int
+    // + skew = 3.4 s for priority 150). Five adverts from node b received by node a span at
+    // least 4 advert intervals, so by then a preempting node a would have become MASTER.
+    const before = await vrrpStats('a');
+    await until(
+      async () => {
+        assert.equal(await holds('a'), false, 'node a took the VIP back');
+        assert.equal(await holds('b'), true, 'node b lost the VIP');
+        assert.equal(stateOf('a'), 'BACKUP', 'node a left BACKUP');
+        return (await vrrpStats('a')).received >= before.received + 5;
+      },
+      15_000,
+      'node a to receive 5 adverts from node b',
+      100,
+    );
+    const after = await vrrpStats('a');
+    assert.equal(after.becameMaster, before.becameMaster, 'node a became MASTER again');
+    assert.equal(await holds('a'), false, 'node a took the VIP back');
+    assert.equal(await holds('b'), true, 'node b lost the VIP');
     const failures = records().filter((r) => r.s >= since && !r.ok).length;
-    t.diagnostic(`node a BACKUP, node b kept the VIP for ${Date.now() - since} ms; ${failures} failed requests meanwhile`);
+    t.diagnostic(`node a BACKUP, received ${after.received - before.received} adverts from node b, which kept the VIP for ${Date.now() - since} ms; ${failures} failed requests meanwhile`);
     assert.equal(failures, 0);
   });
 
@@ -272,7 +312,7 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
     carelb.b!.child.kill('SIGKILL');
     const vipMoveMs = await moved;
     await restoredThrough('a', tKill);
-    await sleep(1000);
+    await settledAfter('a', tKill);
     const stats = failoverStats(records(), tKill, tKill + vipMoveMs, NODES.a.address);
     t.diagnostic(
       `crash failover b→a: VIP moved in ${stats.vipMoveMs} ms; service gap ${stats.serviceGapMs} ms; window ${stats.windowMs} ms: ${stats.failed} of ${stats.sent} requests failed (${((100 * stats.failed) / stats.sent).toFixed(2)} %) ${JSON.stringify(stats.errors)} — a dead carelb refuses connections until the check fails twice (fall 2, interval 1 s)`,

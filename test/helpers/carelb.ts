@@ -126,3 +126,17 @@ export function procStatusKb(pid: number, field: string): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) : NaN;
 }
+
+/**
+ * Like `eventually` for conditions that need I/O: awaits `probe` again and again (10 ms
+ * apart, never two at once) until it gives a value other than undefined; rejects after `ms`.
+ */
+export async function until<T>(probe: () => Promise<T | undefined>, ms = 5000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

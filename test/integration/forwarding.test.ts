@@ -10,6 +10,7 @@ import { test, type TestContext } from 'node:test';
 import { startBackend, startRawBackend, type Handler, type TestBackend } from '../helpers/backend';
 import { eventually, procStatusKb, startChild, startInProcess, type InProcess } from '../helpers/carelb';
 import { rawExchange, request } from '../helpers/client';
+import { gate } from '../helpers/gate';
 import { freePort } from '../helpers/ports';
 
 async function proxyTo(t: TestContext, backends: { address: string }[], extra: Record<string, unknown> = {}): Promise<InProcess & { port: number }> {
@@ -215,11 +216,23 @@ test('Connection: close from the client closes after a complete response; from t
 });
 
 test('a pipelining client is closed cleanly: nothing leaks and the next client is served', async (t) => {
-  const api = await backend(t, 'slow', (_req, res) => setTimeout(() => res.end('late'), 50));
+  // The server holds its answer until released, so the pipelined requests always arrive while
+  // the first response is pending (what uWS refuses), however fast or slow the machine.
+  const server = gate(() => 'late');
+  t.after(() => server.open());
+  const api = await backend(t, 'holding', server.handler);
   const lb = await proxyTo(t, [api]);
-  const result = await rawExchange(lb.port, 'GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n', 2000);
+  let bound: NodeJS.Timeout | undefined;
+  t.after(() => clearTimeout(bound));
+  const result = await Promise.race([
+    rawExchange(lb.port, 'GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n', 2000),
+    new Promise<never>((_resolve, reject) => (bound = setTimeout(() => reject(new Error('the pipelining client was not closed within 10 s')), 10_000))),
+  ]);
   assert.equal(result.closed, true);
+  assert.equal(result.text, '', 'closed before any response');
+  // Freed by the client's going away, not by the server's answer (still held).
   await eventually(() => inflight(lb) === 0, 5000, 'in-flight back to 0');
+  server.open();
   const after = await request(lb.port);
   assert.equal(after.status, 200);
   assert.equal(after.body.toString(), 'late');
@@ -233,29 +246,84 @@ test('the server sees one kept-alive connection for many sequential requests', a
   assert.equal(api.connections, 1);
 });
 
+/** How far a sender got, and whether it waits for 'drain' (and how many it had). */
+interface Sender {
+  sent: number;
+  waiting: boolean;
+  drains: number;
+  done: boolean;
+}
+
+function sender(): Sender {
+  return { sent: 0, waiting: false, drains: 0, done: false };
+}
+
+/** Writes `size` bytes of `chunk` into `stream`, honouring its backpressure, recording progress. */
+function pumpInto(stream: http.ServerResponse | http.ClientRequest, size: number, chunk: Buffer, progress: Sender): void {
+  const pump = () => {
+    while (progress.sent < size) {
+      progress.sent += chunk.length;
+      if (!stream.write(chunk)) {
+        progress.waiting = true;
+        stream.once('drain', () => {
+          progress.waiting = false;
+          progress.drains++;
+          pump();
+        });
+        return;
+      }
+    }
+    progress.done = true;
+    stream.end();
+  };
+  pump();
+}
+
+/** Resolves once `progress` has waited for the same 'drain' for 100 ms, or wrote everything. */
+function heldBack(progress: Sender): Promise<void> {
+  let since = 0;
+  let drains = -1;
+  return eventually(
+    () => {
+      if (progress.done) return true; // the assertions after the transfer say what that means
+      if (!progress.waiting) since = 0;
+      else if (since === 0 || progress.drains !== drains) [since, drains] = [Date.now(), progress.drains];
+      return since !== 0 && Date.now() - since >= 100;
+    },
+    30_000,
+    'the sender to be held back',
+  );
+}
+
 test('a 50 MiB upload and a 50 MiB download stream through with carelb memory bounded', async (t) => {
   const size = 50 * 1024 * 1024;
+  // Backpressure is judged on the senders (the server downloading, the client uploading): a
+  // sender is held back once its write() has waited for 'drain' for 100 ms on end while its
+  // receiver reads nothing (a bounded poll of that state, not a sleep). A carelb that buffered
+  // instead would let the sender write all 50 MiB.
+  const downloader = sender();
+  const uploader = sender();
+  let downloadedWhenHeld = -1;
+  let uploadedWhenHeld = -1;
   const api = await backend(t, 'big', (req, res, seen) => {
     if (req.method === 'POST') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end(String(seen.bodyBytes));
       return;
     }
     res.writeHead(200, { 'content-length': size });
-    const chunk = Buffer.alloc(256 * 1024, 'd');
-    let sent = 0;
-    const pump = () => {
-      while (sent < size) {
-        sent += chunk.length;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    pump();
+    pumpInto(res, size, Buffer.alloc(256 * 1024, 'd'), downloader);
   });
-  // The server reads uploads slowly at first, so carelb has to hold the client back.
+  // The server reads nothing of the upload until carelb has held the client back.
   api.server.prependListener('request', (req: http.IncomingMessage) => {
+    if (req.method !== 'POST') return;
     req.pause();
-    setTimeout(() => req.resume(), 300);
+    void heldBack(uploader).then(
+      () => {
+        uploadedWhenHeld = uploader.sent;
+        req.resume();
+      },
+      (error: Error) => req.destroy(error),
+    );
   });
   const port = await freePort();
   const child = await startChild(t, {
@@ -265,12 +333,15 @@ test('a 50 MiB upload and a 50 MiB download stream through with carelb memory bo
   });
   const pid = child.process.pid!;
   const before = procStatusKb(pid, 'VmHWM');
-  // Download, read slowly at first so backpressure has to hold the server back.
+  // Download, read nothing until carelb has held the server back.
   const downloaded = await new Promise<number>((resolve, reject) => {
     http.get({ host: '127.0.0.1', port, path: '/download', agent: false }, (res) => {
       let bytes = 0;
       res.pause();
-      setTimeout(() => res.resume(), 300);
+      void heldBack(downloader).then(() => {
+        downloadedWhenHeld = downloader.sent;
+        res.resume();
+      }, reject);
       res.on('data', (c: Buffer) => (bytes += c.length));
       res.on('end', () => resolve(bytes));
       res.on('error', reject);
@@ -284,18 +355,12 @@ test('a 50 MiB upload and a 50 MiB download stream through with carelb memory bo
       res.on('end', () => resolve(body));
     });
     req.on('error', reject);
-    const chunk = Buffer.alloc(256 * 1024, 'u');
-    let sent = 0;
-    const pump = () => {
-      while (sent < size) {
-        sent += chunk.length;
-        if (!req.write(chunk)) return void req.once('drain', pump);
-      }
-      req.end();
-    };
-    pump();
+    pumpInto(req, size, Buffer.alloc(256 * 1024, 'u'), uploader);
   });
   assert.equal(uploaded, String(size));
+  t.diagnostic(`held back after writing ${(downloadedWhenHeld / 1048576).toFixed(1)} MiB (download) and ${(uploadedWhenHeld / 1048576).toFixed(1)} MiB (upload) of 50`);
+  assert.ok(downloadedWhenHeld >= 0 && downloadedWhenHeld < size, 'the server could write the whole download while the client read nothing');
+  assert.ok(uploadedWhenHeld >= 0 && uploadedWhenHeld < size, 'the client could write the whole upload while the server read nothing');
   const grownMiB = (procStatusKb(pid, 'VmHWM') - before) / 1024;
   // A buffered body would show as 50 MiB or more of peak growth.
   assert.ok(grownMiB < 40, `carelb peak RSS grew by ${grownMiB.toFixed(1)} MiB`);

@@ -60,7 +60,9 @@ interface SendOutcome {
 
 /**
  * Writes a fuzz request on a new connection; the socket is destroyed after a complete answer,
- * a close, or 500 ms without a byte.
+ * a close, or 500 ms without a byte. The 500 ms only bounds the wait for requests that get
+ * no answer on purpose (uWS is silent for some, e.g. 50 or more header lines); 'silent' and
+ * 'partial' outcomes are counted, never asserted, so a slow machine cannot make this pass.
  */
 function sendFuzz(port: number, fuzz: FuzzRequest): Promise<SendOutcome> {
   return new Promise((resolve) => {
@@ -230,6 +232,9 @@ test('a fake server answering ~1000 requests with random and mutated responses: 
   let exact = 0;
   const describe = (e: Exchange | null) =>
     e === null ? 'none' : `#${e.index} ${e.method} (${plans.get(e.index)?.kind ?? '-'}) → ${e.error || (e.response ? JSON.stringify(e.response.raw.slice(0, 200)) : `cut ${JSON.stringify(e.rest.slice(0, 60))}`)}`;
+  // Every request the server received, answered or not (a request arriving on a connection
+  // the server had already ended gets no plan, but it did reach the server).
+  const reached = new Set(backend.requests.map((r) => /^\/fz\/(\d+)$/.exec(r.path)?.[1]).filter((id) => id !== undefined).map(Number));
   for (const { index, method, response, rest, error, previous } of exchanges) {
     const plan = plans.get(index);
     const what = `#${index} ${method} (${plan ? `${plan.kind}, server connection ${plan.connection}` : 'not answered by the server'})`;
@@ -241,7 +246,9 @@ test('a fake server answering ~1000 requests with random and mutated responses: 
     }
     if (response === null) {
       count(results, 'cut');
-      if (plan === undefined && rest === '') violations.push(`${what}: the client connection was closed before the request reached the server; before it on that connection: ${describe(previous)}`);
+      // A cut of a request that reached the server is the server's doing (it had ended or
+      // desynchronized that connection); one that never reached it is carelb's.
+      if (plan === undefined && rest === '' && !reached.has(index)) violations.push(`${what}: the client connection was closed before the request reached the server; before it on that connection: ${describe(previous)}`);
       else if (trusted && plan.expect) violations.push(`${what}: a valid response was cut (got ${JSON.stringify(rest.slice(0, 200))})`);
       continue;
     }

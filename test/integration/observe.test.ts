@@ -10,30 +10,25 @@ import { eventually, startInProcess, tempDir } from '../helpers/carelb';
 import { request, requestMany } from '../helpers/client';
 import { freePort } from '../helpers/ports';
 
-test('latency percentiles from a server with known delays land in the right range', async (t) => {
-  // 90 % of requests take ~20 ms, 10 % ~120 ms.
-  let n = 0;
-  const api = await startBackend('api', (_req, res) => setTimeout(() => res.end('ok'), n++ % 10 === 9 ? 120 : 20));
+// Percentiles, windows and buckets are checked exactly on synthetic histograms in
+// test/unit/latency.test.ts; here only that real requests get recorded and reach the primary.
+test('every proxied request leaves one latency sample that reaches the primary, per server and merged per service', async (t) => {
+  const api = await startBackend('api', (_req, res) => setTimeout(() => res.end('ok'), 20));
   t.after(() => api.close());
   const port = await freePort();
   const lb = await startInProcess(t, { workers: 2, pin_workers: false, virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'api', address: api.address }] }] });
-  const replies = await requestMany(200, 10, () => request(port));
+  const replies = await requestMany(100, 10, () => request(port));
   assert.ok(replies.every((r) => r.status === 200));
-  await eventually(() => (lb.running.admin.latency('api', 'api')?.count ?? 0) >= 200, 5000, 'latency batches to reach the primary');
+  // Threads send their histograms once a second: wait for the samples, not for a time.
+  await eventually(() => (lb.running.admin.latency('api', 'api')?.count ?? 0) >= 100, 5000, 'latency batches to reach the primary');
   const latency = lb.running.admin.latency('api', 'api')!;
-  t.diagnostic(`p50 ${latency.p50} ms, p90 ${latency.p90} ms, p99 ${latency.p99} ms`);
-  assert.ok(latency.p50 >= 19 && latency.p50 < 60, `p50 ${latency.p50}`);
-  assert.ok(latency.p99 >= 115 && latency.p99 < 250, `p99 ${latency.p99}`);
-  assert.deepEqual(lb.running.admin.latency('api', null)?.count, latency.count, 'the service merges its servers');
-  // Histogram buckets for /metrics: cumulative, monotonic, and split where the delays are.
+  assert.equal(latency.count, 100, 'one sample per request, none twice');
+  assert.equal(lb.running.admin.latency('api', null)?.count, 100, 'the service merges its servers');
   const buckets = lb.running.admin.latencyBuckets('api', null)!;
-  assert.equal(buckets.count, latency.count);
-  for (let i = 1; i < buckets.counts.length; i++) assert.ok(buckets.counts[i] >= buckets.counts[i - 1]);
-  const at = (bound: number) => buckets.counts[buckets.bounds.indexOf(bound)];
-  assert.equal(at(0.01), 0, 'nothing under 10 ms');
-  assert.ok(at(0.1) >= buckets.count * 0.85 && at(0.1) < buckets.count, `≤100 ms: ${at(0.1)} of ${buckets.count}`);
-  assert.equal(at(0.5), buckets.count);
-  assert.ok(buckets.sum > buckets.count * 0.02, 'sum in seconds');
+  assert.equal(buckets.count, 100);
+  // A floor, never a window: the server waits 20 ms before answering, so no request can have
+  // taken less, however fast or slow the machine. Catches a unit slip (ms recorded as µs).
+  assert.ok(latency.p50 >= 20, `p50 ${latency.p50} ms for a server that answers after 20 ms`);
 });
 
 test('the access log has one JSON line per request, without the query string unless log_query is on', async (t) => {

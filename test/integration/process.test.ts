@@ -5,11 +5,25 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { test } from 'node:test';
 import { startBackend } from '../helpers/backend';
-import { CLI, spawnCli, startChild, waitForLog, writeConfig } from '../helpers/carelb';
+import { CLI, spawnCli, startChild, until, waitForLog, writeConfig } from '../helpers/carelb';
 import { request } from '../helpers/client';
+import { gate } from '../helpers/gate';
 import { freePort } from '../helpers/ports';
+
+/** Whether a TCP connect to `port` is refused (true) or accepted (false, closed at once). */
+function connectRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
 
 function runCli(args: string[], env: NodeJS.ProcessEnv = {}) {
   return spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
@@ -59,15 +73,23 @@ test('carelb start exits 1 with a clear message when its port is taken', async (
 });
 
 test('SIGTERM lets in-flight requests finish, then every thread closes and carelb exits 0', async (t) => {
-  let arrived = 0;
-  const slow = await startBackend('slow', (_req, res) => setTimeout(() => res.end('done'), 700));
-  slow.server.on('request', () => arrived++);
+  // The server holds its answers until carelb has stopped accepting: the requests are in
+  // flight during the shutdown by construction, not because 700 ms outlasted it.
+  const server = gate(() => 'done');
+  t.after(() => server.open());
+  const slow = await startBackend('slow', server.handler);
   t.after(() => slow.close());
   const port = await freePort();
   const child = await startChild(t, { workers: 2, pin_workers: false, virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'slow', address: slow.address }] }] });
   const inFlight = Array.from({ length: 6 }, () => request(port));
-  while (arrived < 6) await new Promise((resolve) => slow.server.once('request', resolve));
+  await server.arrivals(6);
   child.process.kill('SIGTERM');
+  await waitForLog(child, 'stopping: no new connections, finishing in-flight requests');
+  // Both threads have closed their listeners (a bare TCP connect, no request sent).
+  await until(() => connectRefused(port).then((refused) => refused || undefined), 10_000, 'the listeners to close');
+  assert.equal(server.held, 6, 'all six still in flight when carelb stopped accepting');
+  assert.equal(child.process.exitCode, null, 'carelb waits for them');
+  server.open();
   const replies = await Promise.all(inFlight);
   assert.deepEqual(
     replies.map((r) => [r.status, r.body.toString()]),

@@ -305,7 +305,8 @@ test('close() destroys idle keep-alive connections and requests still waiting, t
     const pending = new Promise<Error>((resolve) => {
       http.get({ host: server.host, port: server.port, path: '/delay/30000', agent: false }, () => resolve(new Error('answered'))).on('error', resolve);
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Close only once the server holds the delayed request.
+    while (server.delayed === 0) await new Promise((resolve) => setImmediate(resolve));
     await server.close();
     const error = await pending;
     assert.notEqual(error.message, 'answered');
@@ -332,7 +333,7 @@ test('ehr-api-main starts a server from the command line and prints a ready line
   assert.equal(ready.msg, 'ready');
   assert.ok(ready.port > 0);
 
-  const reply = await request({ name: 'ehr-api-cli', host: '127.0.0.1', port: ready.port, close: async () => undefined }, '/health');
+  const reply = await request({ name: 'ehr-api-cli', host: '127.0.0.1', port: ready.port, delayed: 0, close: async () => undefined }, '/health');
   assert.equal(reply.headers['x-served-by'], 'ehr-api-cli');
 
   const exited = once(child, 'exit');

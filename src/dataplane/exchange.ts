@@ -295,10 +295,18 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   /** Called by the server connection around the parsing of each read (not guarded here: the connection guards it). */
   runCorked(work: () => void): void {
     if (this.faultAt === FaultPoint.UpstreamRead) injectFault(this.faultAt);
-    if (this.writer.finished) return work();
+    const writer = this.writer;
+    // A streamed body must not be written inside a cork past its first piece (response-writer.ts).
+    if (writer.finished || writer.uncorkedReads) return work();
     corked = this;
     corkedWork = work;
-    this.res.cork(runCorkedRead);
+    writer.inCork = true;
+    try {
+      this.res.cork(runCorkedRead);
+    } finally {
+      writer.inCork = false;
+    }
+    if (!writer.afterCork() && !this.isOver) this.waitForClient();
   }
 
   /** Inside res.cork: parse one read, then send a response head its body did not take along. */

@@ -15,6 +15,20 @@
  * what the socket did not take), and `sizedOrClose` (Content-Length, and the client
  * connection must close after it).
  *
+ * Streamed bodies and uWS's cork (uWS v20.43, AsyncSocket::uncork): when a non-optional
+ * write does not fit in the cork buffer, uWS flushes the cork buffer first, and if the socket
+ * takes only part of it, it returns without writing the new data at all: a chunk's size line
+ * goes out, its bytes never do (found by the soak: chunked responses of several MB to a
+ * client that reads slower than the server sends). tryEnd is optional, so Content-Length
+ * bodies only see a failed write and keep their tail; res.write has no such answer. So a
+ * streamed body goes out in pieces that each fit whole in an empty cork buffer, each in a
+ * cork of its own: uWS then only copies it and flushes at the end of the cork, where a short
+ * write is buffered, never dropped. Bytes that come in the read that brought the head (whose
+ * cork already holds other writes) are copied and written this way right after that cork;
+ * later reads of the response are parsed without a read-level cork. A piece's res.write
+ * reports the backpressure left by the pieces before it (uWS's buffer not drained), so the
+ * server is paused at most one piece late.
+ *
  * Closing after a response: uWS closes the connection itself only when the response is
  * ended by `end(…, true)` or `endWithoutBody(n, true)`, and it writes its `Connection: close`
  * header at that moment — into the body, if the head went out before (measured with uWS
@@ -60,6 +74,11 @@ export class ResponseWriter {
   private offset = 0;
   private waitingForClient = false;
   private writableRegistered = false;
+  /** Inside the exchange's read-level res.cork (set by the exchange around it). */
+  inCork = false;
+  /** Streamed body bytes of the current read kept for after its cork (copies), and whether the end follows them. */
+  private deferred: Buffer[] | null = null;
+  private endDeferred = false;
   /** Something has been written to `res`: a failure can only cut the connection now. */
   started = false;
   /** The response is complete or abandoned: `res` must not be touched again. */
@@ -73,6 +92,11 @@ export class ResponseWriter {
   /** Whether bytes are held back waiting for the client. */
   get blocked(): boolean {
     return this.waitingForClient;
+  }
+
+  /** A streamed body whose head is out: the exchange parses its reads without a cork (see the header comment). */
+  get uncorkedReads(): boolean {
+    return this.mode === BodyMode.Streamed && this.pendingHead === null && !this.finished;
   }
 
   /**
@@ -129,11 +153,65 @@ export class ResponseWriter {
       this.closeByHeader();
       return this.writeSized(chunk);
     }
-    this.writeHead();
-    if (this.res.write(chunk)) return true;
-    this.waitForClient();
-    return false;
+    return this.writeStreamed(chunk);
   }
+
+  /** Largest streamed piece: with its chunk framing it fits an empty uWS cork buffer (16 KiB). */
+  private static readonly PIECE = 16 * 1024 - 64;
+
+  private writeStreamed(chunk: Buffer): boolean {
+    if (this.inCork) {
+      (this.deferred ??= []).push(Buffer.from(chunk)); // a copy: the read buffer is reused
+      return true;
+    }
+    const ok = this.writePieces(chunk);
+    if (!ok) this.waitForClient();
+    return ok;
+  }
+
+  /** Writes `chunk` as pieces, each in a cork of its own; false when uWS reported backpressure. */
+  private writePieces(chunk: Buffer): boolean {
+    let ok = true;
+    for (let at = 0; at < chunk.length; at += ResponseWriter.PIECE) {
+      this.piece = at === 0 && chunk.length <= ResponseWriter.PIECE ? chunk : chunk.subarray(at, at + ResponseWriter.PIECE);
+      this.res.cork(this.writePiece);
+      ok = this.pieceOk && ok;
+    }
+    this.piece = EMPTY;
+    return ok;
+  }
+
+  private piece: Buffer = EMPTY;
+  private pieceOk = true;
+  private readonly writePiece = (): void => {
+    this.writeHead();
+    this.pieceOk = this.res.write(this.piece);
+  };
+
+  /**
+   * After the read-level cork: writes the streamed bytes that had to wait for it (and the end
+   * of the response if it came in that read). Returns false when the client cannot take more.
+   */
+  afterCork(): boolean {
+    const deferred = this.deferred;
+    if (deferred === null || this.finished) return true;
+    this.deferred = null;
+    let ok = true;
+    for (const chunk of deferred) ok = this.writePieces(chunk) && ok;
+    if (this.endDeferred) {
+      this.endDeferred = false;
+      this.finished = true;
+      this.res.cork(this.endStreamed);
+      return true;
+    }
+    if (!ok) this.waitForClient();
+    return ok;
+  }
+
+  private readonly endStreamed = (): void => {
+    this.writeHead();
+    this.res.end(EMPTY);
+  };
 
   /**
    * End of one read from the server: a head still pending goes out now (the client sees the
@@ -158,10 +236,14 @@ export class ResponseWriter {
   complete(): boolean {
     if (this.finished) return true;
     if (this.mode === BodyMode.Sized) return false; // tryEnd finishes it when the last bytes go out
-    this.writeHead();
+    if (this.deferred !== null) {
+      // Bytes of this read wait for the end of the cork: the end goes after them (afterCork).
+      this.endDeferred = true;
+      return true;
+    }
     this.finished = true;
     // Chunked or close-delimited body: uWS ends its own chunked encoding (a close was announced in the head).
-    this.res.end(EMPTY);
+    this.res.cork(this.endStreamed);
     return true;
   }
 
@@ -176,6 +258,7 @@ export class ResponseWriter {
     if (this.finished) return;
     this.finished = true;
     this.tail = null;
+    this.deferred = null;
     this.res.close();
   }
 
@@ -183,6 +266,7 @@ export class ResponseWriter {
   abandon(): void {
     this.finished = true;
     this.tail = null;
+    this.deferred = null;
     this.waitingForClient = false;
   }
 

@@ -7,12 +7,14 @@
  *   resume   when carelb starts: clear the handoff flag
  *   peer     the peer's node name, config hashes and VRRP state (its /api/ha/peer)
  *
- * Exit status: 0 done, 1 anything else, with the reasons on `err`.
+ * Exit status: 0 done, 2 a wrong command line (with the usage), 1 anything else, with the
+ * reasons on `err`.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readToken } from '../admin/token';
+import { parseStrict, USAGE_EXIT, UsageError } from '../cli-args';
 import { loadConfigFile, loadConfigText } from '../config/load';
 import type { Config, HaConfig } from '../config/schema';
 import { parseDuration } from '../config/units';
@@ -63,39 +65,40 @@ interface Parsed {
   stdout: boolean;
 }
 
-function parseArgs(args: string[]): Parsed {
-  const parsed: Parsed = { stdout: false };
-  const positional: string[] = [];
-  const keys: Record<string, keyof Parsed> = {
-    '-c': 'config',
-    '--config': 'config',
-    '--out': 'out',
-    '--check-script': 'checkScript',
-    '--notify-script': 'notifyScript',
-    '--audit-log': 'auditLog',
-    '--state-dir': 'stateDir',
-    '--src-ip': 'srcIp',
-    '--ca': 'ca',
-    '--timeout': 'timeout',
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  out: { type: 'string' },
+  'check-script': { type: 'string' },
+  'notify-script': { type: 'string' },
+  'audit-log': { type: 'string' },
+  'state-dir': { type: 'string' },
+  'src-ip': { type: 'string' },
+  ca: { type: 'string' },
+  timeout: { type: 'string' },
+  stdout: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Strict parse (cli-args.ts): unknown options and a second positional throw UsageError (exit 2). */
+function parseHaArgs(args: string[]): Parsed {
+  const { values, positionals } = parseStrict(args, OPTIONS, 1);
+  return {
+    command: values.help ? 'help' : positionals[0],
+    config: values.config,
+    out: values.out,
+    checkScript: values['check-script'],
+    notifyScript: values['notify-script'],
+    auditLog: values['audit-log'],
+    stateDir: values['state-dir'],
+    srcIp: values['src-ip'],
+    ca: values.ca,
+    timeout: values.timeout,
+    stdout: values.stdout === true,
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === '--stdout') parsed.stdout = true;
-    else if (arg === '--help' || arg === '-h') positional.unshift('help');
-    else if (keys[arg]) {
-      const value = args[++i];
-      if (value === undefined) throw new HaError(`${arg} needs a value`);
-      (parsed as unknown as Record<string, unknown>)[keys[arg]] = value;
-    } else if (arg.startsWith('-')) throw new HaError(`unknown option ${arg}`);
-    else positional.push(arg);
-  }
-  if (positional.length > 1) throw new HaError(`unexpected argument "${positional[1]}"`);
-  parsed.command = positional[0];
-  return parsed;
 }
 
 function loadHa(path: string | undefined): { config: Config; ha: HaConfig; text: string } {
-  if (!path) throw new HaError('-c FILE is required');
+  if (!path) throw new UsageError('-c FILE is required');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -308,7 +311,7 @@ async function peer(parsed: Parsed, out: Out): Promise<number> {
 
 export async function runHa(args: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   try {
-    const parsed = parseArgs(args);
+    const parsed = parseHaArgs(args);
     switch (parsed.command) {
       case 'render':
         return render(parsed, out, err);
@@ -322,15 +325,19 @@ export async function runHa(args: string[], out: Out = process.stdout, err: Out 
         return 0;
       case 'peer':
         return await peer(parsed, out);
-      case undefined:
       case 'help':
-      case '--help':
         out.write(HA_USAGE);
-        return parsed.command === undefined ? 1 : 0;
+        return 0;
+      case undefined:
+        throw new UsageError('a command is required');
       default:
-        throw new HaError(`unknown command "${parsed.command}"\n${HA_USAGE}`);
+        throw new UsageError(`unknown command "${parsed.command}"`);
     }
   } catch (error) {
+    if (error instanceof UsageError) {
+      err.write(`carelb ha: ${error.message}\n\n${HA_USAGE}`);
+      return USAGE_EXIT;
+    }
     if (error instanceof HaError) {
       err.write(`carelb ha: ${error.message}\n`);
       return 1;

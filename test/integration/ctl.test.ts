@@ -95,14 +95,19 @@ test('ctl names unknown servers and virtual services with the API\'s 404 message
   const lb = await startWithAdmin(t);
   assert.deepEqual(await ctl(['drain', 'api/nope', '-c', lb.configPath]), { code: 1, out: '', err: 'carelb ctl: no server "nope" in virtual service "api"\n' });
   assert.deepEqual(await ctl(['drain', 'web/b1', '-c', lb.configPath]), { code: 1, out: '', err: 'carelb ctl: no virtual service "web"\n' });
-  assert.deepEqual(await ctl(['drain', 'b1', '-c', lb.configPath]), { code: 1, out: '', err: 'carelb ctl: drain needs VS/SERVER, e.g. carelb ctl drain api/server1\n' });
+  // Command-line mistakes exit 2 with the usage (issue 13).
+  const operand = await ctl(['drain', 'b1', '-c', lb.configPath]);
+  assert.equal(operand.code, 2);
+  assert.match(operand.err, /^carelb ctl: drain needs VS\/SERVER, e.g. carelb ctl drain api\/server1\n\nusage: carelb ctl/);
   const unknown = await ctl(['restart', '-c', lb.configPath]);
-  assert.equal(unknown.code, 1);
+  assert.equal(unknown.code, 2);
   assert.match(unknown.err, /^carelb ctl: unknown command "restart"\n\nusage: carelb ctl/);
-  assert.equal((await ctl(['status', '--verbose'])).err, 'carelb ctl: unknown option --verbose\n');
+  const option = await ctl(['status', '--verbose']);
+  assert.equal(option.code, 2);
+  assert.match(option.err, /^carelb ctl: unknown option --verbose\n\nusage: carelb ctl/);
   const usage = await ctl([]);
-  assert.equal(usage.code, 1);
-  assert.match(usage.err, /^usage: carelb ctl <command>/);
+  assert.equal(usage.code, 2);
+  assert.match(usage.err, /^carelb ctl: a command is required\n\nusage: carelb ctl <command>/);
   assert.equal((await ctl(['help'])).code, 0);
 });
 

@@ -4,14 +4,16 @@
  *
  *   GET  /healthz                               no token: 200 {"status":"serving"}
  *   GET  /                                      no token: the dashboard page (it asks for the token)
- *   GET  /api/status                            token
- *   POST /api/servers/{vs}/{server}/{drain|halt|online}   token
- *   POST /api/reload                            token
- *   GET  /metrics                               token unless admin.metrics_public
- *   GET  /api/ha/peer, POST /api/ha/config      token (HA pair: admin/sync.ts)
+ *   GET  /api/status                            read or operate token
+ *   POST /api/servers/{vs}/{server}/{drain|halt|online}   operate token
+ *   POST /api/reload                            operate token
+ *   GET  /metrics                               read or operate token, none with admin.metrics_public
+ *   GET  /api/ha/peer, POST /api/ha/config      the HA sync token only (HA pair: admin/sync.ts)
  *
- * A missing or wrong token gets 401, is counted (carelb_admin_unauthorized_total) and written
- * to the audit log, like every state change and reload.
+ * Roles are in roles.ts, the tokens in credentials.ts. A missing or wrong token gets 401 and is
+ * counted (carelb_admin_unauthorized_total); a valid token used beyond its role gets 403
+ * (carelb_admin_forbidden_total). Both are written to the audit log, like every state change
+ * and reload.
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -23,8 +25,10 @@ import { createAuditLog, type AuditLog } from './audit';
 import type { AdminContext, AdminState } from './context';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
+import { loadCredentials, type Credential } from './credentials';
+import { allows, needOf, refusalReason } from './roles';
 import { createHaHandler } from './sync';
-import { bearerToken, loadOrCreateToken, tokenMatches } from './token';
+import { bearerToken } from './token';
 import { serverView, statusView } from './view';
 
 export interface AdminServerOptions {
@@ -39,7 +43,7 @@ export interface AdminServerOptions {
 export interface AdminServer {
   /** The port actually listened on. */
   port: number;
-  /** The token file in use (generated at this start when it did not exist). */
+  /** The operate token file admin.token_file (generated at this start when it did not exist). */
   tokenFile: string;
   close(): Promise<void>;
 }
@@ -82,22 +86,34 @@ function drainBody(req: http.IncomingMessage): Promise<boolean> {
 }
 
 export async function startAdminServer(ctx: AdminContext, config: AdminConfig, log: Logger, options: AdminServerOptions = {}): Promise<AdminServer> {
-  const loaded = loadOrCreateToken(config.token_file);
-  if (loaded.generated) log.info({ token_file: config.token_file }, `admin token generated in ${config.token_file}`);
-  if (loaded.warning) log.warn({ token_file: config.token_file }, loaded.warning);
-  const token = loaded.token;
+  // Tokens first: a token file that cannot be used stops the start before anything listens.
+  const credentials = loadCredentials(config, ctx.config().ha, log);
   const audit: AuditLog = createAuditLog(options.auditLog);
   let unauthorized = 0;
-  const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log });
+  let forbidden = 0;
+  const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log, ownFiles: credentials.files });
 
-  /** Checks the bearer token; answers 401 itself (counted, audited) and returns false when it is wrong. */
-  function authorized(req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean {
+  /**
+   * Checks the bearer token and its role for this request. Answers 401 (no or wrong token) or
+   * 403 (valid token, wrong role) itself, counted and audited, and returns null then.
+   */
+  function authorized(req: http.IncomingMessage, res: http.ServerResponse, path: string): Credential | null {
     const presented = bearerToken(req.headers.authorization);
-    if (presented !== null && tokenMatches(presented, token)) return true;
-    unauthorized++;
-    audit.write({ source: sourceOf(req), action: 'unauthorized', target: `${req.method} ${path}`, result: presented === null ? 'no token' : 'wrong token' });
-    sendJson(res, 401, { error: 'a valid admin token is required: Authorization: Bearer <token>' }, { 'www-authenticate': 'Bearer realm="carelb"' });
-    return false;
+    const credential = presented === null ? null : credentials.identify(presented);
+    const target = `${req.method} ${path}`;
+    if (!credential) {
+      unauthorized++;
+      audit.write({ source: sourceOf(req), action: 'unauthorized', target, result: presented === null ? 'no token' : 'wrong token' });
+      sendJson(res, 401, { error: 'a valid admin token is required: Authorization: Bearer <token>' }, { 'www-authenticate': 'Bearer realm="carelb"' });
+      return null;
+    }
+    const need = needOf(req.method ?? 'GET', path);
+    if (allows(credential.role, need) && (need !== 'sync' || credentials.hasSync)) return credential;
+    forbidden++;
+    audit.write({ source: sourceOf(req), action: 'forbidden', target, result: `${credential.role} token`, role: credential.role });
+    const error = need === 'sync' && !credentials.hasSync ? 'this node has no HA sync token (ha.sync_token_file): /api/ha/ is closed' : refusalReason(credential.role, need);
+    sendJson(res, 403, { error });
+    return null;
   }
 
   function methodNotAllowed(res: http.ServerResponse, allow: string): void {
@@ -130,21 +146,23 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     if (path === '/metrics') {
       if (!config.metrics_public && !authorized(req, res, path)) return;
       if (!isGet) return methodNotAllowed(res, 'GET');
-      const text = renderMetrics(ctx, { unauthorized });
+      const text = renderMetrics(ctx, { unauthorized, forbidden });
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
       res.end(text);
       return;
     }
     if (path !== '/api' && !path.startsWith('/api/')) return sendJson(res, 404, { error: `no such page: ${path}` });
 
-    // Every /api path needs the token, unknown ones too: no route discovery without it.
-    if (!authorized(req, res, path)) return;
+    // Every /api path needs a token, unknown ones too: no route discovery without it.
+    const credential = authorized(req, res, path);
+    if (!credential) return;
     if (path.startsWith('/api/ha/')) return ha(req, res, path, sourceOf(req));
     if (method === 'POST' && !(await drainBody(req))) return sendJson(res, 413, { error: 'request body too large' });
 
     if (path === '/api/status') {
       if (!isGet) return methodNotAllowed(res, 'GET');
-      return sendJson(res, 200, statusView(ctx));
+      // The role tells the dashboard which buttons this token can use.
+      return sendJson(res, 200, { role: credential.role, ...statusView(ctx) });
     }
     if (path === '/api/reload') {
       if (method !== 'POST') return methodNotAllowed(res, 'POST');

@@ -50,6 +50,8 @@ export interface HaHandlerOptions {
   log: Logger;
   /** VRRP state directory (default: CARELB_HA_STATE_DIR or /var/lib/carelb/ha). */
   stateDir?: string;
+  /** This node's token files (every role): never written by a sync, never named by a synced config. */
+  ownFiles?: readonly string[];
 }
 
 export type HaHandler = (req: http.IncomingMessage, res: http.ServerResponse, path: string, source: string) => Promise<void>;
@@ -211,7 +213,7 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     const allowed = new Set(referencedFiles(config).map((ref) => ref.path));
     const running = ctx.config();
     const forbidden = new Set(
-      [configPath, ...[config, running].flatMap((c) => [c.admin?.token_file, c.ha?.peer_token_file, c.ha?.auth_secret_file, c.ha?.keepalived_conf])].filter((p): p is string => Boolean(p)),
+      [configPath, ...(options.ownFiles ?? []), ...[config, running].flatMap((c) => [c.admin?.token_file, c.ha?.peer_token_file, c.ha?.sync_token_file, c.ha?.auth_secret_file, c.ha?.keepalived_conf])].filter((p): p is string => Boolean(p)),
     );
     const errors: string[] = [];
     const seen = new Set<string>();

@@ -223,7 +223,20 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   refreshPeer();
   const peerTimer = setInterval(refreshPeer, 5000).unref();
 
-  const adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog, configPath: options.configPath }) : null;
+  let adminServer: AdminServer | null = null;
+  if (initial.admin) {
+    try {
+      adminServer = await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog, configPath: options.configPath });
+    } catch (error) {
+      // An unusable token file or a taken admin port: stop what already runs, then report.
+      clearInterval(peerTimer);
+      slowStart.stop();
+      await health.stop();
+      await supervisor.stop(0);
+      accessLog.close();
+      throw error;
+    }
+  }
   if (adminServer) log.info({ listen: `${initial.admin!.listen.host}:${adminServer.port}`, token_file: adminServer.tokenFile }, 'admin API and dashboard listening');
 
   let stopping: Promise<void> | null = null;

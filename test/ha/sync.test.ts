@@ -26,8 +26,11 @@ interface Node {
   dir: string;
   configPath: string;
   adminPort: number;
+  /** The receiver's HA sync token (ha.sync_token_file), the one /api/ha/* accepts. */
   token: string;
   tokenFile: string;
+  /** The receiver's operate token (admin.token_file). */
+  adminTokenFile: string;
   stateDir: string;
   /** The receiver's text for a shared part. */
   textFor(shared: string): string;
@@ -49,11 +52,12 @@ async function startReceiver(t: TestContext, options: { withHa?: boolean; withCo
   const port = await freePort();
   const stateDir = join(dir, 'ha-state');
   mkdirSync(stateDir);
-  const tokenFile = join(dir, 'admin.token');
+  const adminTokenFile = join(dir, 'admin.token');
+  const tokenFile = join(dir, 'sync.token');
   const shared = (extra = '', weight = 1) =>
     `# shared by the pair\nworkers: 1\npin_workers: false\nshutdown_grace: 1s\nvirtual_services:\n  - name: api\n    listen: 127.0.0.1:${port}\n    servers:\n      - { name: api1, address: ${backend.address}, weight: ${weight} }\n${extra}`;
-  const admin = `admin:\n  listen: 127.0.0.1:9\n  token_file: ${tokenFile}\n`;
-  const textFor = (s: string) => `${s}${options.withHa === false ? '' : haBlock('lb2', 100, '10.0.0.2')}${admin}`;
+  const admin = `admin:\n  listen: 127.0.0.1:9\n  token_file: ${adminTokenFile}\n`;
+  const textFor = (s: string) => `${s}${options.withHa === false ? '' : haBlock('lb2', 100, '10.0.0.2', `  sync_token_file: ${tokenFile}\n`)}${admin}`;
   const senderText = (s: string) => `${s}${haBlock('lb1', 150, '10.0.0.3')}${admin}`;
   const configPath = join(dir, 'carelb.yaml');
   const text = textFor(shared());
@@ -80,7 +84,7 @@ async function startReceiver(t: TestContext, options: { withHa?: boolean; withCo
   if (previous === undefined) delete process.env.CARELB_HA_STATE_DIR;
   else process.env.CARELB_HA_STATE_DIR = previous;
   t.after(() => server.close());
-  const token = readFileSync(tokenFile, 'utf8').trim();
+  const token = options.withHa === false ? '' : readFileSync(tokenFile, 'utf8').trim();
   const call = (method: string, path: string, body?: unknown, as = token) =>
     new Promise<{ status: number; json: any }>((resolve, reject) => {
       const payload = body === undefined ? '' : JSON.stringify(body);
@@ -92,7 +96,7 @@ async function startReceiver(t: TestContext, options: { withHa?: boolean; withCo
       req.on('error', reject);
       req.end(payload);
     });
-  return { dir, configPath, adminPort: server.port, token, tokenFile, stateDir, textFor, shared, senderText, call, hash: () => running.admin.configHash(), logs };
+  return { dir, configPath, adminPort: server.port, token, tokenFile, adminTokenFile, stateDir, textFor, shared, senderText, call, hash: () => running.admin.configHash(), logs };
 }
 
 function pem(dir: string, name: string, cn = 'api.example.test'): { cert: string; key: string; certText: string; keyText: string } {
@@ -206,7 +210,7 @@ test('a config the reload refuses (workers changed) is rolled back: new files re
   assert.equal(b.hash(), hash);
 });
 
-test('409 when the instance has no config file or the node no ha: section', async (t) => {
+test('409 when the instance has no config file; 403 when the node has no ha: section (so no sync token)', async (t) => {
   const builtIn = await startReceiver(t, { withConfigPath: false });
   const noFile = await builtIn.call('POST', '/api/ha/config', { config_text: builtIn.senderText(builtIn.shared()), files: [] });
   assert.equal(noFile.status, 409);
@@ -215,12 +219,15 @@ test('409 when the instance has no config file or the node no ha: section', asyn
   assert.equal(peer.json.shared_hash, null);
   assert.equal(peer.json.config_file_changed, false);
 
-  const notHa = await startReceiver(t, { withHa: false });
-  const refused = await notHa.call('POST', '/api/ha/config', { config_text: notHa.senderText(notHa.shared()), files: [] });
-  assert.equal(refused.status, 409);
-  assert.match(refused.json.errors[0], /has no ha: section/);
-  const wrongMethod = await notHa.call('GET', '/api/ha/config');
+  const wrongMethod = await builtIn.call('GET', '/api/ha/config');
   assert.equal(wrongMethod.status, 405);
+
+  // Without ha: there is no sync token (ha.sync_token_file): /api/ha/ is closed to every token.
+  const notHa = await startReceiver(t, { withHa: false });
+  const operate = readFileSync(notHa.adminTokenFile, 'utf8').trim();
+  const refused = await notHa.call('POST', '/api/ha/config', { config_text: notHa.senderText(notHa.shared()), files: [] }, operate);
+  assert.equal(refused.status, 403);
+  assert.match(refused.json.error, /ha\.sync_token_file/);
 });
 
 test('GET /api/ha/peer: the VRRP state from the notify files, and a config file edited since it was loaded', async (t) => {

@@ -32,6 +32,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadConfigText } from '../config/load';
 import { checkTlsFiles } from '../config/tls-files';
 import { findHaBlock, sharedHash, spliceHaBlock, textHash } from '../ha/config-text';
+import { receiveProblem } from '../ha/transport';
 import { referencedFiles, unsafePathReason, withFilePaths } from '../ha/files';
 import type { PeerInfo, SyncBody } from '../ha/client';
 import { readVrrpState, stateDir as defaultStateDir } from '../ha/state';
@@ -52,6 +53,8 @@ export interface HaHandlerOptions {
   stateDir?: string;
   /** This node's token files (every role): never written by a sync, never named by a synced config. */
   ownFiles?: readonly string[];
+  /** The admin API serves TLS (admin.tls): a push is accepted only then, or with ha.allow_plaintext_sync. */
+  servesTls: boolean;
 }
 
 export type HaHandler = (req: http.IncomingMessage, res: http.ServerResponse, path: string, source: string) => Promise<void>;
@@ -292,6 +295,12 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     }
     if (path !== '/api/ha/config') return sendJson(res, 404, { error: `no such API endpoint: ${path}` });
     if (method !== 'POST') return sendJson(res, 405, { error: 'method not allowed; use POST' }, { allow: 'POST' });
+    // Refused before the body is read: over plain HTTP the keys in it have already crossed the wire.
+    const transport = receiveProblem(ctx.config(), options.servesTls);
+    if (transport) {
+      audit.write({ source, action: 'ha_sync', target: 'config', result: 'refused', errors: [transport] });
+      return sendJson(res, 403, { ok: false, errors: [transport] });
+    }
     const raw = await readBody(req, MAX_SYNC_BODY);
     if (raw === null) return sendJson(res, 413, { ok: false, errors: [`request body larger than ${MAX_SYNC_BODY} bytes`] });
     let body: unknown;

@@ -320,6 +320,11 @@ export const configSchema = z
         preempt: z.boolean().default(false),
         /** Push the config to the peer after every successful reload. */
         auto_sync: z.boolean().default(false),
+        /**
+         * Config sync carries keys and passphrases, so it needs admin.tls on both nodes. true
+         * accepts plain HTTP instead (a lab, or a dedicated cable): logged as a warning at every start.
+         */
+        allow_plaintext_sync: z.boolean().default(false),
         vips: z
           .array(
             z

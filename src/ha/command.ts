@@ -21,6 +21,7 @@ import { parseDuration } from '../config/units';
 import { checkTlsFiles } from '../config/tls-files';
 import { peerOptionsFor, buildSyncBody, peerStatus, pushConfig, type PeerOptions } from './client';
 import { sharedHash } from './config-text';
+import { PLAINTEXT_WARNING, pushOptions, sendProblem, sendsPlaintext } from './transport';
 import { DEFAULT_AUDIT_LOG, DEFAULT_CHECK_SCRIPT, DEFAULT_NOTIFY_SCRIPT, renderCheckScript, renderErrors, renderKeepalivedConf, renderNotifyScript } from './keepalived';
 import { heldVips, releaseFile, stateDir as defaultStateDir, writeRelease } from './state';
 
@@ -31,7 +32,8 @@ export const HA_USAGE = `usage: carelb ha <command> -c FILE [options]
 commands:
   render    write the keepalived configuration (ha.keepalived_conf) and its check and notify scripts
   sync      push this config and every certificate, key, CA and passphrase file it references
-            to the peer's admin API (ha.peer_admin, token in ha.peer_token_file)
+            to the peer's admin API over TLS (ha.peer_admin, the peer's sync token in
+            ha.peer_token_file; needs admin.tls with ca, or ha.allow_plaintext_sync)
   handoff   give up this node's virtual IPs and wait until they have left (run before stopping carelb)
   resume    clear the handoff flag (run when carelb starts)
   peer      show the peer's node name, config hashes and VRRP state
@@ -45,7 +47,7 @@ options:
   --state-dir DIR         state directory shared with keepalived (default CARELB_HA_STATE_DIR or /var/lib/carelb/ha)
   --src-ip ADDRESS        render: unicast_src_ip (default: the interface's primary address)
   --stdout                render: print keepalived.conf (secret masked) instead of writing files
-  --ca FILE               sync, peer: CA of the peer admin API's certificate (implies https)
+  --ca FILE               sync, peer: CA of the peer admin API's certificate (instead of admin.tls.ca)
   --timeout DURATION      handoff: longest wait for the addresses to leave (default 10s)
 `;
 
@@ -207,6 +209,17 @@ function render(parsed: Parsed, out: Out, err: Out): number {
 
 async function sync(parsed: Parsed, out: Out, err: Out): Promise<number> {
   const { config, ha, text } = loadHa(parsed.config);
+  // Keys and passphrases travel with the config: TLS both ways, or the operator's explicit consent.
+  const problem = sendProblem(config);
+  if (problem) throw new HaError(`${parsed.config}: not pushed: ${problem}`);
+  if (sendsPlaintext(config)) err.write(`warning: ${PLAINTEXT_WARNING}\n`);
+  let options: PeerOptions;
+  try {
+    options = pushOptions(config, parsed.ca === undefined ? undefined : readFileSync(parsed.ca, 'utf8'));
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ? `--ca: cannot read ${parsed.ca}: ${(error as NodeJS.ErrnoException).code}` : (error as Error).message;
+    throw new HaError(reason);
+  }
   const files = checkTlsFiles(config);
   for (const warning of files.warnings) err.write(`warning: ${warning}\n`);
   if (files.errors.length > 0) throw new HaError(`${parsed.config}: not pushed, the config's files are invalid\n${files.errors.map((e) => `  ${e}`).join('\n')}`);
@@ -219,7 +232,7 @@ async function sync(parsed: Parsed, out: Out, err: Out): Promise<number> {
   const target = ha.peer_admin ? `${ha.peer_admin.host}:${ha.peer_admin.port}` : '(ha.peer_admin not set)';
   let answer;
   try {
-    answer = await pushConfig(ha, body, readToken, peerOptions(config, parsed));
+    answer = await pushConfig(ha, body, readToken, options);
   } catch (error) {
     throw new HaError((error as Error).message);
   }

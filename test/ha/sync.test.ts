@@ -57,7 +57,7 @@ async function startReceiver(t: TestContext, options: { withHa?: boolean; withCo
   const shared = (extra = '', weight = 1) =>
     `# shared by the pair\nworkers: 1\npin_workers: false\nshutdown_grace: 1s\nvirtual_services:\n  - name: api\n    listen: 127.0.0.1:${port}\n    servers:\n      - { name: api1, address: ${backend.address}, weight: ${weight} }\n${extra}`;
   const admin = `admin:\n  listen: 127.0.0.1:9\n  token_file: ${adminTokenFile}\n`;
-  const textFor = (s: string) => `${s}${options.withHa === false ? '' : haBlock('lb2', 100, '10.0.0.2', `  sync_token_file: ${tokenFile}\n`)}${admin}`;
+  const textFor = (s: string) => `${s}${options.withHa === false ? '' : haBlock('lb2', 100, '10.0.0.2', `  sync_token_file: ${tokenFile}\n  allow_plaintext_sync: true\n`)}${admin}`;
   const senderText = (s: string) => `${s}${haBlock('lb1', 150, '10.0.0.3')}${admin}`;
   const configPath = join(dir, 'carelb.yaml');
   const text = textFor(shared());
@@ -265,7 +265,8 @@ test('the sender: peerStatus and pushConfig against the peer, and `carelb ha syn
   const generated = makeCert(dirA, makeCa(dirA), 'api', { cn: 'api.example.test', passphrase: 'correct horse' });
   writeFileSync(passphrase, 'correct horse\n', { mode: 0o600 });
   const shared = b.shared(`  - name: api-tls\n    listen: 127.0.0.1:${await freePort()}\n    tls: { cert: ${generated.cert}, key: ${generated.key}, passphrase_file: ${passphrase} }\n    servers:\n      - { name: api1, address: 127.0.0.1:9 }\n`);
-  const haA = haBlock('lb1', 150, '10.0.0.3', `  peer_admin: 127.0.0.1:${b.adminPort}\n  peer_token_file: ${b.tokenFile}\n`);
+  // Plain HTTP on loopback, accepted explicitly (ha-sync-transport.test.ts covers TLS).
+  const haA = haBlock('lb1', 150, '10.0.0.3', `  peer_admin: 127.0.0.1:${b.adminPort}\n  peer_token_file: ${b.tokenFile}\n  allow_plaintext_sync: true\n`);
   const textA = `${shared}${haA}`;
   const fileA = join(dirA, 'carelb.yaml');
   writeFileSync(fileA, textA);

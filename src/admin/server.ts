@@ -91,7 +91,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   const audit: AuditLog = createAuditLog(options.auditLog);
   let unauthorized = 0;
   let forbidden = 0;
-  const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log, ownFiles: credentials.files, servesTls: Boolean(config.tls) });
+  const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log, ownFiles: [...credentials.files, options.auditLog], servesTls: Boolean(config.tls) });
 
   /**
    * Checks the bearer token and its role for this request. Answers 401 (no or wrong token) or

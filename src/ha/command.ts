@@ -11,7 +11,7 @@
  * reasons on `err`.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readToken } from '../admin/token';
 import { parseStrict, USAGE_EXIT, UsageError } from '../cli-args';
@@ -20,6 +20,7 @@ import type { Config, HaConfig } from '../config/schema';
 import { parseDuration } from '../config/units';
 import { checkTlsFiles } from '../config/tls-files';
 import { peerOptionsFor, buildSyncBody, peerStatus, pushConfig, type PeerOptions } from './client';
+import { writeFileAtomic } from './atomic-write';
 import { sharedHash } from './config-text';
 import { PLAINTEXT_WARNING, pushOptions, sendProblem, sendsPlaintext } from './transport';
 import { DEFAULT_AUDIT_LOG, DEFAULT_CHECK_SCRIPT, DEFAULT_NOTIFY_SCRIPT, renderCheckScript, renderErrors, renderKeepalivedConf, renderNotifyScript } from './keepalived';
@@ -125,13 +126,10 @@ function peerOptions(config: Config, parsed: Parsed): PeerOptions {
   return peerOptionsFor(config);
 }
 
-/** Writes a file through a temporary file and rename, creating its directory. */
+/** Writes a file through an exclusive temporary file and rename, creating its directory. */
 function writeAtomic(path: string, text: string, mode: number): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
+  writeFileAtomic(path, text, mode);
 }
 
 /** uid and gid of a local user from /etc/passwd, or null. */
@@ -225,7 +223,7 @@ async function sync(parsed: Parsed, out: Out, err: Out): Promise<number> {
   if (files.errors.length > 0) throw new HaError(`${parsed.config}: not pushed, the config's files are invalid\n${files.errors.map((e) => `  ${e}`).join('\n')}`);
   let body;
   try {
-    body = buildSyncBody(text, config);
+    body = buildSyncBody(text, config, parsed.config!);
   } catch (error) {
     throw new HaError((error as Error).message);
   }

@@ -171,14 +171,14 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       log.warn({ reason: problem }, `ha auto_sync refused: ${problem}`);
       return;
     }
-    let options;
+    let peer;
     try {
-      options = pushOptions(config);
+      peer = pushOptions(config);
     } catch (error) {
       log.warn({ reason: (error as Error).message }, `ha auto_sync refused: ${(error as Error).message}`);
       return;
     }
-    void syncIfDrifted(config.ha!, text, config, undefined, options).then(
+    void syncIfDrifted(config.ha!, text, config, options.configPath!, undefined, peer).then(
       (answer) => log.info({ answer }, 'ha auto_sync'),
       (error: Error) => log.warn({ err: error.message }, 'ha auto_sync failed'),
     );

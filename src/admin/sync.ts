@@ -8,9 +8,9 @@
  *   GET  /api/ha/peer     {node, config_hash, shared_hash, config_file_changed, vrrp}
  *
  * A push is read only over TLS (or with ha.allow_plaintext_sync, ha/transport.ts). The receiver
- * keeps its own `ha:` block (node name, priority, peer differ per node; see ha/config-text.ts):
- * the text written is the sender's with this node's `ha:` block in place of the sender's.
- * Drift is judged on `shared_hash`.
+ * keeps its node-local blocks, `ha:`, `admin:` and `access_log:` (ha/config-text.ts): the text
+ * written is the sender's with this node's blocks in place of the sender's, which are never
+ * taken. Drift is judged on `shared_hash`.
  *
  * Where files may land (issue 13): only under the sync root, the directory of this node's
  * config file (ha/sync-root.ts): no `..`, no symbolic link at any level below it, nothing
@@ -36,7 +36,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigText } from '../config/load';
 import { checkTlsFiles } from '../config/tls-files';
-import { findHaBlock, sharedHash, spliceHaBlock, textHash } from '../ha/config-text';
+import { findHaBlock, sharedHash, spliceLocalBlocks, textHash } from '../ha/config-text';
 import { receiveProblem } from '../ha/transport';
 import { referencedFiles, syncedFileMode, unsafePathReason, withFilePaths } from '../ha/files';
 import { Installer } from '../ha/install';
@@ -148,7 +148,7 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     const refuse = (status: number, errors: string[], result = 'refused'): Outcome => ({ status, body: { ok: false, errors }, result });
     if (!configPath) return refuse(409, ['this instance runs a built-in config (no -c FILE): there is no config file to write']);
 
-    // This node's own ha: block replaces the sender's.
+    // This node's own file: its local blocks replace the sender's.
     let localText: string;
     try {
       localText = readFileSync(configPath, 'utf8');
@@ -168,7 +168,8 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     if (senderNode !== undefined && senderNode === localNode) {
       return refuse(409, [`the config comes from node "${String(senderNode)}", which is this node: does ha.peer_admin point to the node itself?`]);
     }
-    const spliced = spliceHaBlock(body.config_text, local.block.text);
+    // This node's ha:, admin: and access_log: replace the sender's (ha/config-text.ts LOCAL_KEYS).
+    const spliced = spliceLocalBlocks(body.config_text, localText);
     if (!spliced.ok) return refuse(400, [`config_text: ${spliced.error}`], 'invalid config');
     const loaded = loadConfigText(spliced.text, configPath);
     if (!loaded.ok) return refuse(400, loaded.errors, 'invalid config');

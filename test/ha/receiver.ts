@@ -29,6 +29,8 @@ export interface Receiver {
   stateDir: string;
   /** The receiver's text for a shared part. */
   textFor(shared: string): string;
+  /** The receiver's own admin: block, as written in its file. */
+  adminText: string;
   shared(extra?: string, weight?: number): string;
   senderText(shared: string): string;
   call(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: any }>;
@@ -40,7 +42,7 @@ export const haBlock = (name: string, priority: number, peer: string, extra = ''
   `ha:\n  node_name: ${name}\n  interface: eth0\n  priority: ${priority}\n  virtual_router_id: 51\n  peer: ${peer}\n${extra}  vips:\n    - { address: 10.0.0.100/24 }\n`;
 
 /** carelb "node b" in this process, its admin server started with configPath. */
-export async function startReceiver(t: TestContext, options: { withHa?: boolean; withConfigPath?: boolean } = {}): Promise<Receiver> {
+export async function startReceiver(t: TestContext, options: { withHa?: boolean; withConfigPath?: boolean; tail?: string } = {}): Promise<Receiver> {
   const dir = tempDir(t);
   const backend = await startBackend('api1');
   t.after(() => backend.close());
@@ -52,7 +54,8 @@ export async function startReceiver(t: TestContext, options: { withHa?: boolean;
   const shared = (extra = '', weight = 1) =>
     `# shared by the pair\nworkers: 1\npin_workers: false\nshutdown_grace: 1s\nvirtual_services:\n  - name: api\n    listen: 127.0.0.1:${port}\n    servers:\n      - { name: api1, address: ${backend.address}, weight: ${weight} }\n${extra}`;
   const admin = `admin:\n  listen: 127.0.0.1:9\n  token_file: ${adminTokenFile}\n`;
-  const textFor = (s: string) => `${s}${options.withHa === false ? '' : haBlock('lb2', 100, '10.0.0.2', `  sync_token_file: ${tokenFile}\n  allow_plaintext_sync: true\n`)}${admin}`;
+  // `tail`: more top-level text of the receiver's own (e.g. an access_log: block).
+  const textFor = (s: string) => `${s}${options.withHa === false ? '' : haBlock('lb2', 100, '10.0.0.2', `  sync_token_file: ${tokenFile}\n  allow_plaintext_sync: true\n`)}${admin}${options.tail ?? ''}`;
   const senderText = (s: string) => `${s}${haBlock('lb1', 150, '10.0.0.3')}${admin}`;
   const configPath = join(dir, 'carelb.yaml');
   const text = textFor(shared());
@@ -91,7 +94,7 @@ export async function startReceiver(t: TestContext, options: { withHa?: boolean;
       req.on('error', reject);
       req.end(payload);
     });
-  return { dir, configPath, adminPort: server.port, token, tokenFile, adminTokenFile, stateDir, textFor, shared, senderText, call, hash: () => running.admin.configHash(), logs };
+  return { dir, configPath, adminText: admin, adminPort: server.port, token, tokenFile, adminTokenFile, stateDir, textFor, shared, senderText, call, hash: () => running.admin.configHash(), logs };
 }
 
 export function pem(dir: string, name: string, cn = 'api.example.test'): { cert: string; key: string; certText: string; keyText: string } {

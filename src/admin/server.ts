@@ -28,6 +28,7 @@ import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
 import { loadCredentials, type Credential } from './credentials';
 import { allows, needOf, refusalReason } from './roles';
 import { createHaHandler } from './sync';
+import { decodeSegment, readBody, sendJson, targetPath } from './http-io';
 import { bearerToken } from './token';
 import { serverView, statusView } from './view';
 
@@ -52,37 +53,9 @@ const STATES: readonly AdminState[] = ['online', 'drain', 'halt'];
 /** Admin requests carry no useful body; anything larger is refused rather than buffered. */
 const MAX_BODY = 64 * 1024;
 
-const JSON_HEADERS = {
-  'content-type': 'application/json; charset=utf-8',
-  'cache-control': 'no-store',
-  'x-content-type-options': 'nosniff',
-};
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
 function sourceOf(req: http.IncomingMessage): string {
   const address = req.socket.remoteAddress ?? 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-/** Reads and discards a request body (up to MAX_BODY); resolves false when it was too large. */
-function drainBody(req: http.IncomingMessage): Promise<boolean> {
-  return new Promise((resolve) => {
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        resolve(false);
-        req.destroy();
-      }
-    });
-    req.on('end', () => resolve(true));
-    req.on('error', () => resolve(false));
-  });
 }
 
 export async function startAdminServer(ctx: AdminContext, config: AdminConfig, log: Logger, options: AdminServerOptions = {}): Promise<AdminServer> {
@@ -121,7 +94,8 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const path = targetPath(req.url);
+    if (path === null) return sendJson(res, 400, { error: 'bad request target: use a path such as /api/status' });
     const method = req.method ?? 'GET';
     const isGet = method === 'GET' || method === 'HEAD';
 
@@ -157,7 +131,8 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     const credential = authorized(req, res, path);
     if (!credential) return;
     if (path.startsWith('/api/ha/')) return ha(req, res, path, sourceOf(req));
-    if (method === 'POST' && !(await drainBody(req))) return sendJson(res, 413, { error: 'request body too large' });
+    // Bodies carry nothing here; one is read (and dropped) only to enforce the limit. null: answered (413) or gone.
+    if (method === 'POST' && (await readBody(req, res, MAX_BODY)) === null) return;
 
     if (path === '/api/status') {
       if (!isGet) return methodNotAllowed(res, 'GET');
@@ -177,7 +152,9 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     }
     const action = /^\/api\/servers\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(path);
     if (action) {
-      const [vs, server, verb] = action.slice(1, 4).map((part) => decodeURIComponent(part));
+      const decoded = action.slice(1, 4).map(decodeSegment);
+      if (decoded.includes(null)) return sendJson(res, 400, { error: 'malformed percent-encoding in the path' });
+      const [vs, server, verb] = decoded as string[];
       if (!STATES.includes(verb as AdminState)) return sendJson(res, 404, { error: `unknown action "${verb}": use drain, halt or online` });
       if (method !== 'POST') return methodNotAllowed(res, 'POST');
       const source = sourceOf(req);
@@ -206,6 +183,8 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   const server = config.tls
     ? https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), minVersion: 'TLSv1.2' }, onRequest)
     : http.createServer(onRequest);
+  // Expect: 100-continue goes through the same handler, which sends 100 only when it will read the body (http-io.ts).
+  server.on('checkContinue', onRequest);
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   server.keepAliveTimeout = 5_000;

@@ -35,6 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigText } from '../config/load';
+import { readBody, sendJson } from './http-io';
 import { checkTlsFiles } from '../config/tls-files';
 import { findHaBlock, sharedHash, spliceLocalBlocks, textHash } from '../ha/config-text';
 import { receiveProblem } from '../ha/transport';
@@ -49,7 +50,12 @@ import type { AuditLog } from './audit';
 import type { AdminContext } from './context';
 
 /** Certificates, keys and a config: a few hundred KiB at most; anything larger is refused unread. */
-const MAX_SYNC_BODY = 16 * 1024 * 1024;
+const MAX_SYNC_BODY = 4 * 1024 * 1024;
+/**
+ * Pushes held at a time, from the first body byte to the answer: at most this many bodies are
+ * in memory, and a peer (or whoever holds its token) cannot tie up the primary with more.
+ */
+const MAX_SYNCS_IN_PROGRESS = 2;
 
 export interface HaHandlerOptions {
   ctx: AdminContext;
@@ -67,31 +73,7 @@ export interface HaHandlerOptions {
 
 export type HaHandler = (req: http.IncomingMessage, res: http.ServerResponse, path: string, source: string) => Promise<void>;
 
-const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        resolve(null);
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', () => resolve(null));
-  });
-}
+type Outcome = { status: number; body: Record<string, unknown>; result: string };
 
 /** Checks the shape of a sync body; returns the errors (empty when usable). */
 export function syncBodyErrors(body: unknown): string[] {
@@ -139,10 +121,7 @@ export function haSelfInfo(ctx: AdminContext, configPath: string | undefined, st
 export function createHaHandler(options: HaHandlerOptions): HaHandler {
   const { ctx, configPath, audit, log } = options;
   const stateDir = options.stateDir ?? defaultStateDir();
-  // One sync at a time: a second waits for the first to finish (written and reloaded or refused).
   let queue: Promise<unknown> = Promise.resolve();
-
-  type Outcome = { status: number; body: Record<string, unknown>; result: string };
 
   async function applySync(body: SyncBody, source: string): Promise<Outcome> {
     const refuse = (status: number, errors: string[], result = 'refused'): Outcome => ({ status, body: { ok: false, errors }, result });
@@ -264,6 +243,26 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     return refuse(400, [...result.errors, ...failed], 'reload refused');
   }
 
+  let inProgress = 0;
+
+  /** Reads, checks and applies one push; null when readBody answered already or the client left. */
+  async function receive(req: http.IncomingMessage, res: http.ServerResponse, source: string): Promise<Outcome | null> {
+    const raw = await readBody(req, res, MAX_SYNC_BODY);
+    if (raw === null) return null;
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return { status: 400, body: { ok: false, errors: ['body: not JSON'] }, result: 'invalid body' };
+    }
+    const shapeErrors = syncBodyErrors(body);
+    if (shapeErrors.length > 0) return { status: 400, body: { ok: false, errors: shapeErrors }, result: 'invalid body' };
+    // One sync at a time is applied: a second waits for the first (written and reloaded, or refused).
+    const run = queue.then(() => applySync(body as SyncBody, source));
+    queue = run.catch(() => undefined);
+    return run;
+  }
+
   return async (req, res, path, source) => {
     const method = req.method ?? 'GET';
     if (path === '/api/ha/peer') {
@@ -278,19 +277,17 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
       audit.write({ source, action: 'ha_sync', target: 'config', result: 'refused', errors: [transport] });
       return sendJson(res, 403, { ok: false, errors: [transport] });
     }
-    const raw = await readBody(req, MAX_SYNC_BODY);
-    if (raw === null) return sendJson(res, 413, { ok: false, errors: [`request body larger than ${MAX_SYNC_BODY} bytes`] });
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      return sendJson(res, 400, { ok: false, errors: ['body: not JSON'] });
+    if (inProgress >= MAX_SYNCS_IN_PROGRESS) {
+      return sendJson(res, 503, { ok: false, errors: [`${MAX_SYNCS_IN_PROGRESS} config pushes are in progress already; retry`] }, { 'retry-after': '1' });
     }
-    const shapeErrors = syncBodyErrors(body);
-    if (shapeErrors.length > 0) return sendJson(res, 400, { ok: false, errors: shapeErrors });
-    const run = queue.then(() => applySync(body as SyncBody, source));
-    queue = run.catch(() => undefined);
-    const outcome = await run;
+    inProgress++;
+    let outcome: Outcome | null;
+    try {
+      outcome = await receive(req, res, source);
+    } finally {
+      inProgress--;
+    }
+    if (!outcome) return; // answered already (413), or the client went away
     audit.write({
       source,
       action: 'ha_sync',

@@ -12,8 +12,8 @@
  *
  * Roles are in roles.ts, the tokens in credentials.ts. A missing or wrong token gets 401 and is
  * counted (carelb_admin_unauthorized_total); a valid token used beyond its role gets 403
- * (carelb_admin_forbidden_total). Both are written to the audit log, like every state change
- * and reload.
+ * (carelb_admin_forbidden_total). Both go to the audit log as counted summaries per source and
+ * second (audit-summary.ts); every state change, reload and sync gets its own line.
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -61,7 +61,7 @@ function sourceOf(req: http.IncomingMessage): string {
 export async function startAdminServer(ctx: AdminContext, config: AdminConfig, log: Logger, options: AdminServerOptions = {}): Promise<AdminServer> {
   // Tokens first: a token file that cannot be used stops the start before anything listens.
   const credentials = loadCredentials(config, ctx.config().ha, log);
-  const audit: AuditLog = createAuditLog(options.auditLog);
+  const audit: AuditLog = createAuditLog(options.auditLog, (error) => log.error({ err: error.message, audit_log: options.auditLog ?? 'stdout' }, 'audit log write failed'));
   let unauthorized = 0;
   let forbidden = 0;
   const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log, ownFiles: [...credentials.files, options.auditLog], servesTls: Boolean(config.tls) });
@@ -76,14 +76,15 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     const target = `${req.method} ${path}`;
     if (!credential) {
       unauthorized++;
-      audit.write({ source: sourceOf(req), action: 'unauthorized', target, result: presented === null ? 'no token' : 'wrong token' });
+      // Counted into a summary, not written per request: a flood of bad tokens must not become a flood of writes.
+      audit.refused({ action: 'unauthorized', source: sourceOf(req), target, result: presented === null ? 'no token' : 'wrong token' });
       sendJson(res, 401, { error: 'a valid admin token is required: Authorization: Bearer <token>' }, { 'www-authenticate': 'Bearer realm="carelb"' });
       return null;
     }
     const need = needOf(req.method ?? 'GET', path);
     if (allows(credential.role, need) && (need !== 'sync' || credentials.hasSync)) return credential;
     forbidden++;
-    audit.write({ source: sourceOf(req), action: 'forbidden', target, result: `${credential.role} token`, role: credential.role });
+    audit.refused({ action: 'forbidden', source: sourceOf(req), target, result: `${credential.role} token`, role: credential.role });
     const error = need === 'sync' && !credentials.hasSync ? 'this node has no HA sync token (ha.sync_token_file): /api/ha/ is closed' : refusalReason(credential.role, need);
     sendJson(res, 403, { error });
     return null;
@@ -198,7 +199,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
       });
     });
   } catch (error) {
-    audit.close();
+    await audit.close();
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new Error(`admin server: cannot listen on ${config.listen.host}:${options.port ?? config.listen.port} (${code})`);
   }
@@ -212,8 +213,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         server.close(() => {
-          audit.close();
-          resolve();
+          void audit.close().then(resolve);
         });
         server.closeAllConnections();
       })),

@@ -11,6 +11,7 @@ import type { HaConfig } from '../../src/config/schema';
 import { peerStatus, pushConfig } from '../../src/ha/client';
 import { runHa } from '../../src/ha/command';
 import { sharedHash, textHash } from '../../src/ha/config-text';
+import { eventually } from '../helpers/carelb';
 import { makeCa, makeCert } from '../helpers/certs';
 import { freePort } from '../helpers/ports';
 import { b64, haBlock, pem, startReceiver } from './receiver';
@@ -46,7 +47,10 @@ test('a valid sync writes the files and the config (with the receiver’s own ha
   const peer = await b.call('GET', '/api/ha/peer');
   assert.equal(peer.status, 200);
   assert.deepEqual({ ...peer.json, vrrp: undefined }, { node: 'lb2', config_hash: textHash(written), shared_hash: sharedHash(sent), config_file_changed: false, vrrp: undefined });
-  const audit = readFileSync(join(b.dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  // The audit log is written asynchronously: wait for the sync's line.
+  const auditLines = () => (existsSync(join(b.dir, 'audit.log')) ? readFileSync(join(b.dir, 'audit.log'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
+  await eventually(() => auditLines().some((e) => e.action === 'ha_sync'), 10_000, 'the sync in the audit log');
+  const audit = auditLines();
   assert.deepEqual(
     audit.filter((e) => e.action === 'ha_sync').map((e) => [e.result, e.files]),
     [['ok', 2]],

@@ -76,7 +76,7 @@ test('ctl drain|halt|online VS/SERVER changes the state the API reports; flags o
   const servers = (await lb.call('GET', '/api/status')).json.virtual_services[0].servers;
   assert.deepEqual(servers.map((s: { admin: string }) => s.admin), ['online', 'halt']);
   assert.deepEqual(
-    lb.auditLines().map((line) => [line.action, line.target]),
+    (await lb.auditWhen((lines) => lines.length >= 3)).map((line) => [line.action, line.target]),
     [
       ['drain', 'api/b1'],
       ['halt', 'api/b2'],
@@ -136,7 +136,8 @@ test('ctl says when the admin token is refused or unreadable, and when carelb is
   writeFileSync(wrong, `${'0'.repeat(64)}\n`, { mode: 0o600 });
   const refused = await spawnCtl(['status', '--admin', `127.0.0.1:${lb.adminPort}`, '--token-file', wrong]);
   assert.deepEqual(refused, { code: 1, out: '', err: 'carelb ctl: the admin token was refused (401): check --token-file (or admin.token_file in the config)\n' });
-  assert.equal(lb.auditLines().filter((line) => line.action === 'unauthorized').length, 1);
+  const audited = await lb.auditWhen((lines) => lines.some((line) => line.action === 'unauthorized'), 'the refusal in the audit log');
+  assert.deepEqual(audited.filter((line) => line.action === 'unauthorized').map((line) => [line.count, line.result]), [[1, 'wrong token']]);
 
   const missing = join(dir, 'missing.token');
   assert.deepEqual(await ctl(['status', '--admin', `127.0.0.1:${lb.adminPort}`, '--token-file', missing]), {

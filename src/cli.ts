@@ -1,36 +1,48 @@
 #!/usr/bin/env node
 /**
- * carelb command line: start | check | tune | version.
+ * carelb command line: start | demo | check | ctl | ha | tune | version.
+ *
+ * Every verb parses its arguments strictly (cli-args.ts): an unknown flag or a stray argument
+ * exits 2 with the usage. `start` never falls back to the demo: without -c it runs
+ * /etc/carelb/carelb.yaml when that file exists and exits 2 naming it otherwise; the demo has
+ * its own verb (`carelb demo`, what `npm start` runs).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { parseStrict, USAGE_EXIT, UsageError } from './cli-args';
 import { loadConfigFile, loadConfigText } from './config/load';
 import { checkConfigFiles } from './config/config-files';
 import { NativeUwsMissing, loadNativeUws } from './native';
-import { createLogger } from './observe/log';
+import { createLogger, type Logger } from './observe/log';
 import { runCarelb } from './primary/run';
 
 const VERSION: string = require('../../package.json').version;
 
+/** The config `carelb start` runs when no -c is given (the path the installer and the systemd unit use). */
+export const DEFAULT_CONFIG = '/etc/carelb/carelb.yaml';
+
 const USAGE = `usage: carelb <command> [options]
 
-  start [-c FILE]     run in the foreground (without -c: the built-in demo)
+  start [-c FILE]     run in the foreground (default FILE: ${DEFAULT_CONFIG})
+  demo                run the built-in demo: carelb in front of demo EHR API servers on loopback
   check -c FILE       validate a config file; exit 1 with every error
   ctl status|drain|halt|online|reload   operate a running carelb through its admin API
   ha render|sync|handoff|resume|peer    the keepalived pair (see docs/ha.md)
   tune check|apply    compare kernel and socket settings with the recommendations
   version             print the version
+
+An unknown option or argument exits 2. -h, --help after a command prints this text.
 `;
 
-function option(args: string[], ...names: string[]): string | undefined {
-  for (let i = 0; i < args.length; i++) if (names.includes(args[i])) return args[i + 1];
-  return undefined;
+const CONFIG_OPTIONS = { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } as const;
+const HELP_ONLY = { help: { type: 'boolean', short: 'h' } } as const;
+
+interface Stoppable {
+  reload(source: string): Promise<unknown>;
+  stop(): Promise<void>;
 }
 
 function check(file: string | undefined): number {
-  if (!file) {
-    process.stderr.write('carelb check: -c FILE is required\n');
-    return 1;
-  }
+  if (!file) throw new UsageError('-c FILE is required');
   const result = loadConfigFile(file);
   if (!result.ok) {
     process.stderr.write(`${file}: invalid config\n${result.errors.map((e) => `  ${e}`).join('\n')}\n`);
@@ -46,52 +58,29 @@ function check(file: string | undefined): number {
   return 0;
 }
 
-async function start(file: string | undefined): Promise<number> {
+/** The native uWS binding, or a message (carelb never runs on the pure-JS fallback). */
+function nativeProblem(): string | null {
   try {
     loadNativeUws();
+    return null;
   } catch (error) {
-    if (error instanceof NativeUwsMissing) {
-      process.stderr.write(`carelb: ${error.message}\n`);
-      return 1;
-    }
+    if (error instanceof NativeUwsMissing) return error.message;
     throw error;
   }
-  const log = createLogger();
-  let running;
-  if (file) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      process.stderr.write(`${file}: cannot read config: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
-      return 1;
-    }
-    const result = loadConfigText(text, file);
-    if (!result.ok) {
-      process.stderr.write(`${file}: invalid config, not starting\n${result.errors.map((e) => `  ${e}`).join('\n')}\n`);
-      return 1;
-    }
-    try {
-      running = await runCarelb(result.config, { log, configPath: file, configText: text });
-    } catch (error) {
-      process.stderr.write(`carelb: ${(error as Error).message}\n`);
-      return 1;
-    }
-  } else {
-    const { startDemo } = await import('./demo/demo');
-    running = await startDemo(log);
-  }
-  const live = running;
+}
+
+/** Serves until SIGTERM/SIGINT (graceful stop); SIGHUP reloads. Resolves with the exit status. */
+async function serve(running: Stoppable, log: Logger): Promise<number> {
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'signal received: reloading the config');
-    void live.reload('SIGHUP');
+    void running.reload('SIGHUP');
   });
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
       log.info({ signal }, 'signal received');
       process.removeAllListeners('SIGTERM');
       process.removeAllListeners('SIGINT');
-      void running!.stop().then(resolve);
+      void running.stop().then(resolve);
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
@@ -99,13 +88,76 @@ async function start(file: string | undefined): Promise<number> {
   return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
+async function start(given: string | undefined): Promise<number> {
+  // Never the demo here: a mistyped flag or a missing file on a production host must not start it.
+  const file = given ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined);
+  if (!file) throw new UsageError(`no config: ${DEFAULT_CONFIG} does not exist; pass -c FILE (for the built-in demo run \`carelb demo\`)`);
+  const problem = nativeProblem();
+  if (problem) {
+    process.stderr.write(`carelb: ${problem}\n`);
+    return 1;
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    process.stderr.write(`${file}: cannot read config: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
+    return 1;
+  }
+  const result = loadConfigText(text, file);
+  if (!result.ok) {
+    process.stderr.write(`${file}: invalid config, not starting\n${result.errors.map((e) => `  ${e}`).join('\n')}\n`);
+    return 1;
+  }
+  const log = createLogger();
+  let running;
+  try {
+    running = await runCarelb(result.config, { log, configPath: file, configText: text });
+  } catch (error) {
+    process.stderr.write(`carelb: ${(error as Error).message}\n`);
+    return 1;
+  }
+  return serve(running, log);
+}
+
+async function demo(): Promise<number> {
+  const problem = nativeProblem();
+  if (problem) {
+    process.stderr.write(`carelb: ${problem}\n`);
+    return 1;
+  }
+  const log = createLogger();
+  const { startDemo } = await import('./demo/demo');
+  return serve(await startDemo(log), log);
+}
+
+/** Runs one verb; UsageError propagates to main (exit 2 with the usage). */
+async function run(command: string, args: string[]): Promise<number> {
+  const help = () => {
+    process.stdout.write(USAGE);
+    return 0;
+  };
   switch (command) {
-    case 'start':
-      return start(option(args, '-c', '--config'));
-    case 'check':
-      return check(option(args, '-c', '--config'));
+    case 'start': {
+      const { values } = parseStrict(args, CONFIG_OPTIONS);
+      return values.help ? help() : start(values.config);
+    }
+    case 'check': {
+      const { values } = parseStrict(args, CONFIG_OPTIONS);
+      return values.help ? help() : check(values.config);
+    }
+    case 'demo':
+      return parseStrict(args, HELP_ONLY).values.help ? help() : demo();
+    case 'version':
+    case '--version':
+      if (parseStrict(args, HELP_ONLY).values.help) return help();
+      process.stdout.write(`carelb ${VERSION}\n`);
+      return 0;
+    case 'help':
+    case '--help':
+    case '-h':
+      parseStrict(args, {});
+      return help();
     case 'ctl': {
       const { runCtl } = await import('./ctl/ctl');
       return runCtl(args, process.stdout, process.stderr);
@@ -118,13 +170,22 @@ async function main(argv: string[]): Promise<number> {
       const { runTune } = await import('./tune/command');
       return runTune(args, process.stdout);
     }
-    case 'version':
-    case '--version':
-      process.stdout.write(`carelb ${VERSION}\n`);
-      return 0;
     default:
-      process.stderr.write(USAGE);
-      return command === undefined || command === 'help' || command === '--help' ? 0 : 1;
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+const VERBS = new Set(['start', 'check', 'demo', 'version']);
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    if (command === undefined) throw new UsageError('a command is required');
+    return await run(command, args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`carelb${VERBS.has(command) ? ` ${command}` : ''}: ${error.message}\n\n${USAGE}`);
+    return USAGE_EXIT;
   }
 }
 

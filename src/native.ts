@@ -28,7 +28,10 @@ function nativeBindingMapped(): boolean {
   }
 }
 
-/** Returns the native uWS module or throws NativeUwsMissing. */
+/**
+ * Returns the native uWS module or throws NativeUwsMissing. Called by every thread that creates
+ * uWS apps (the data-plane threads) before it creates one, and by the CLI as a check.
+ */
 export function loadNativeUws(): Uws {
   if (process.env.UWS_USE_FALLBACK) throw new NativeUwsMissing(`UWS_USE_FALLBACK=${process.env.UWS_USE_FALLBACK} forces the fallback`);
   // The fallback warns on the console when it kicks in; silence that, we report it ourselves.
@@ -45,5 +48,8 @@ export function loadNativeUws(): Uws {
   }
   const isNative = String(uws.App).includes('[native code]') && typeof uws.us_socket_local_port === 'function';
   if (!isNative || !nativeBindingMapped()) throw new NativeUwsMissing('the package returned its JavaScript fallback');
+  // uWS adds `uWebSockets: 20` to every response unless told to be silent before any app is
+  // created (issue 13: scanners flag server banners). Idempotent, so every thread may call it.
+  uws._cfg('silent');
   return uws;
 }

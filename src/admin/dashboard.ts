@@ -3,8 +3,9 @@
  * resources, no CDN), kept in a .ts module because tsc copies no other files to dist. It asks
  * for the admin token (kept in sessionStorage), polls /api/status every 2 s and updates the
  * tables in place (rows keep keyboard focus), computes requests/s and error rate from two
- * polls, and sends drain/halt/online after a confirmation dialog. Data is only ever written
- * with textContent, never as HTML.
+ * polls, and sends drain/halt/online after a confirmation dialog. Those buttons are shown only
+ * to an operate token (/api/status says the token's role); a read token sees the tables and a
+ * note. Data is only ever written with textContent, never as HTML.
  *
  * The page's inline script and style are allowed by hash in its Content-Security-Policy, so
  * nothing else can run in it.
@@ -236,6 +237,11 @@ const SCRIPT = `
     setText($('summary'), 'version ' + status.version + ' \\u00b7 up ' + duration(status.uptime_s) + ' \\u00b7 ' + status.workers +
       ' threads \\u00b7 config ' + status.config_hash.slice(0, 12) + ' \\u00b7 ' + status.thread_restarts + ' thread restarts');
     renderPair(status.ha);
+    // A read token may only look: the API would answer its drain, halt or online with 403.
+    var operate = status.role === 'operate';
+    var access = $('access');
+    access.hidden = operate;
+    setText(access, operate ? '' : 'Signed in with a read-only token: drain, halt and online need an operate token');
     var seenVs = new Set(), seenRows = new Set();
     status.virtual_services.forEach(function (vs) {
       seenVs.add(vs.name);
@@ -272,7 +278,10 @@ const SCRIPT = `
         var check = server.last_check;
         setText(c.check, check ? check.result + ': ' + check.reason + ' (' + ago(check.time) + ')' : 'no active check');
         c.check.className = check && check.result === 'fail' ? 'check-fail' : '';
-        Object.keys(r.buttons).forEach(function (action) { r.buttons[action].disabled = server.admin === action; });
+        Object.keys(r.buttons).forEach(function (action) {
+          r.buttons[action].disabled = server.admin === action;
+          r.buttons[action].hidden = !operate;
+        });
       });
     });
     sections.forEach(function (s, name) { if (!seenVs.has(name)) { s.section.remove(); sections.delete(name); } });
@@ -334,6 +343,7 @@ const SCRIPT = `
     sections.clear();
     rows.clear();
     previous = null;
+    $('access').hidden = true;
     conn('Signed out', false);
     showLogin('Token forgotten. Enter it again to continue.');
   });
@@ -373,6 +383,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <h1>carelb</h1>
   <p id="summary">connecting&hellip;</p>
   <p id="ha" hidden></p>
+  <p id="access" hidden></p>
   <p id="conn" role="status" aria-live="polite"></p>
   <button id="forget" class="forget" type="button" hidden>Forget token</button>
 </header>

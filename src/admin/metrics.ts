@@ -14,7 +14,7 @@
  *   carelb_server_up, carelb_server_admin_state{state}, carelb_server_check_success,
  *   carelb_server_check_duration_seconds, carelb_server_request_duration_seconds
  * and carelb_build_info{version}, carelb_start_time_seconds, carelb_workers,
- * carelb_thread_restarts_total, carelb_admin_unauthorized_total.
+ * carelb_thread_restarts_total, carelb_admin_unauthorized_total, carelb_admin_forbidden_total.
  */
 import type { LatencyBuckets } from '../observe/latency';
 import type { AdminContext, AdminState, LatencySummary } from './context';
@@ -130,6 +130,8 @@ function addBuckets(x: Exposition, name: string, help: string, labels: Labels, b
 export interface MetricsExtras {
   /** Requests refused by the admin server for a missing or wrong token. */
   unauthorized: number;
+  /** Requests refused because the token's role does not allow them. */
+  forbidden: number;
 }
 
 export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string {
@@ -142,6 +144,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
     x.add('carelb_invariant_violations_total', 'counter', 'Request-path invariant violations caught by the threads, by kind (0 unless carelb has a bug).', { kind }, count);
   }
   x.add('carelb_admin_unauthorized_total', 'counter', 'Admin requests refused for a missing or wrong token.', {}, extras.unauthorized);
+  x.add('carelb_admin_forbidden_total', 'counter', "Admin requests refused because the token's role does not allow them.", {}, extras.forbidden);
 
   const services = ctx.status();
   // One pass per family group keeps each family contiguous whatever the number of services.

@@ -4,14 +4,16 @@
  *
  *   GET  /healthz                               no token: 200 {"status":"serving"}
  *   GET  /                                      no token: the dashboard page (it asks for the token)
- *   GET  /api/status                            token
- *   POST /api/servers/{vs}/{server}/{drain|halt|online}   token
- *   POST /api/reload                            token
- *   GET  /metrics                               token unless admin.metrics_public
- *   GET  /api/ha/peer, POST /api/ha/config      token (HA pair: admin/sync.ts)
+ *   GET  /api/status                            read or operate token
+ *   POST /api/servers/{vs}/{server}/{drain|halt|online}   operate token
+ *   POST /api/reload                            operate token
+ *   GET  /metrics                               read or operate token, none with admin.metrics_public
+ *   GET  /api/ha/peer, POST /api/ha/config      the HA sync token only (HA pair: admin/sync.ts)
  *
- * A missing or wrong token gets 401, is counted (carelb_admin_unauthorized_total) and written
- * to the audit log, like every state change and reload.
+ * Roles are in roles.ts, the tokens in credentials.ts. A missing or wrong token gets 401 and is
+ * counted (carelb_admin_unauthorized_total); a valid token used beyond its role gets 403
+ * (carelb_admin_forbidden_total). Both go to the audit log as counted summaries per source and
+ * second (audit-summary.ts); every state change, reload and sync gets its own line.
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -23,8 +25,11 @@ import { createAuditLog, type AuditLog } from './audit';
 import type { AdminContext, AdminState } from './context';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
+import { loadCredentials, type Credential } from './credentials';
+import { allows, needOf, refusalReason } from './roles';
 import { createHaHandler } from './sync';
-import { bearerToken, loadOrCreateToken, tokenMatches } from './token';
+import { decodeSegment, readBody, sendJson, targetPath } from './http-io';
+import { bearerToken } from './token';
 import { serverView, statusView } from './view';
 
 export interface AdminServerOptions {
@@ -39,7 +44,7 @@ export interface AdminServerOptions {
 export interface AdminServer {
   /** The port actually listened on. */
   port: number;
-  /** The token file in use (generated at this start when it did not exist). */
+  /** The operate token file admin.token_file (generated at this start when it did not exist). */
   tokenFile: string;
   close(): Promise<void>;
 }
@@ -48,56 +53,41 @@ const STATES: readonly AdminState[] = ['online', 'drain', 'halt'];
 /** Admin requests carry no useful body; anything larger is refused rather than buffered. */
 const MAX_BODY = 64 * 1024;
 
-const JSON_HEADERS = {
-  'content-type': 'application/json; charset=utf-8',
-  'cache-control': 'no-store',
-  'x-content-type-options': 'nosniff',
-};
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
 function sourceOf(req: http.IncomingMessage): string {
   const address = req.socket.remoteAddress ?? 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
-/** Reads and discards a request body (up to MAX_BODY); resolves false when it was too large. */
-function drainBody(req: http.IncomingMessage): Promise<boolean> {
-  return new Promise((resolve) => {
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        resolve(false);
-        req.destroy();
-      }
-    });
-    req.on('end', () => resolve(true));
-    req.on('error', () => resolve(false));
-  });
-}
-
 export async function startAdminServer(ctx: AdminContext, config: AdminConfig, log: Logger, options: AdminServerOptions = {}): Promise<AdminServer> {
-  const loaded = loadOrCreateToken(config.token_file);
-  if (loaded.generated) log.info({ token_file: config.token_file }, `admin token generated in ${config.token_file}`);
-  if (loaded.warning) log.warn({ token_file: config.token_file }, loaded.warning);
-  const token = loaded.token;
-  const audit: AuditLog = createAuditLog(options.auditLog);
+  // Tokens first: a token file that cannot be used stops the start before anything listens.
+  const credentials = loadCredentials(config, ctx.config().ha, log);
+  const audit: AuditLog = createAuditLog(options.auditLog, (error) => log.error({ err: error.message, audit_log: options.auditLog ?? 'stdout' }, 'audit log write failed'));
   let unauthorized = 0;
-  const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log });
+  let forbidden = 0;
+  const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log, ownFiles: [...credentials.files, options.auditLog], servesTls: Boolean(config.tls) });
 
-  /** Checks the bearer token; answers 401 itself (counted, audited) and returns false when it is wrong. */
-  function authorized(req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean {
+  /**
+   * Checks the bearer token and its role for this request. Answers 401 (no or wrong token) or
+   * 403 (valid token, wrong role) itself, counted and audited, and returns null then.
+   */
+  function authorized(req: http.IncomingMessage, res: http.ServerResponse, path: string): Credential | null {
     const presented = bearerToken(req.headers.authorization);
-    if (presented !== null && tokenMatches(presented, token)) return true;
-    unauthorized++;
-    audit.write({ source: sourceOf(req), action: 'unauthorized', target: `${req.method} ${path}`, result: presented === null ? 'no token' : 'wrong token' });
-    sendJson(res, 401, { error: 'a valid admin token is required: Authorization: Bearer <token>' }, { 'www-authenticate': 'Bearer realm="carelb"' });
-    return false;
+    const credential = presented === null ? null : credentials.identify(presented);
+    const target = `${req.method} ${path}`;
+    if (!credential) {
+      unauthorized++;
+      // Counted into a summary, not written per request: a flood of bad tokens must not become a flood of writes.
+      audit.refused({ action: 'unauthorized', source: sourceOf(req), target, result: presented === null ? 'no token' : 'wrong token' });
+      sendJson(res, 401, { error: 'a valid admin token is required: Authorization: Bearer <token>' }, { 'www-authenticate': 'Bearer realm="carelb"' });
+      return null;
+    }
+    const need = needOf(req.method ?? 'GET', path);
+    if (allows(credential.role, need) && (need !== 'sync' || credentials.hasSync)) return credential;
+    forbidden++;
+    audit.refused({ action: 'forbidden', source: sourceOf(req), target, result: `${credential.role} token`, role: credential.role });
+    const error = need === 'sync' && !credentials.hasSync ? 'this node has no HA sync token (ha.sync_token_file): /api/ha/ is closed' : refusalReason(credential.role, need);
+    sendJson(res, 403, { error });
+    return null;
   }
 
   function methodNotAllowed(res: http.ServerResponse, allow: string): void {
@@ -105,7 +95,8 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const path = targetPath(req.url);
+    if (path === null) return sendJson(res, 400, { error: 'bad request target: use a path such as /api/status' });
     const method = req.method ?? 'GET';
     const isGet = method === 'GET' || method === 'HEAD';
 
@@ -130,21 +121,24 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     if (path === '/metrics') {
       if (!config.metrics_public && !authorized(req, res, path)) return;
       if (!isGet) return methodNotAllowed(res, 'GET');
-      const text = renderMetrics(ctx, { unauthorized });
+      const text = renderMetrics(ctx, { unauthorized, forbidden });
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
       res.end(text);
       return;
     }
     if (path !== '/api' && !path.startsWith('/api/')) return sendJson(res, 404, { error: `no such page: ${path}` });
 
-    // Every /api path needs the token, unknown ones too: no route discovery without it.
-    if (!authorized(req, res, path)) return;
+    // Every /api path needs a token, unknown ones too: no route discovery without it.
+    const credential = authorized(req, res, path);
+    if (!credential) return;
     if (path.startsWith('/api/ha/')) return ha(req, res, path, sourceOf(req));
-    if (method === 'POST' && !(await drainBody(req))) return sendJson(res, 413, { error: 'request body too large' });
+    // Bodies carry nothing here; one is read (and dropped) only to enforce the limit. null: answered (413) or gone.
+    if (method === 'POST' && (await readBody(req, res, MAX_BODY)) === null) return;
 
     if (path === '/api/status') {
       if (!isGet) return methodNotAllowed(res, 'GET');
-      return sendJson(res, 200, statusView(ctx));
+      // The role tells the dashboard which buttons this token can use.
+      return sendJson(res, 200, { role: credential.role, ...statusView(ctx) });
     }
     if (path === '/api/reload') {
       if (method !== 'POST') return methodNotAllowed(res, 'POST');
@@ -159,7 +153,9 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     }
     const action = /^\/api\/servers\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(path);
     if (action) {
-      const [vs, server, verb] = action.slice(1, 4).map((part) => decodeURIComponent(part));
+      const decoded = action.slice(1, 4).map(decodeSegment);
+      if (decoded.includes(null)) return sendJson(res, 400, { error: 'malformed percent-encoding in the path' });
+      const [vs, server, verb] = decoded as string[];
       if (!STATES.includes(verb as AdminState)) return sendJson(res, 404, { error: `unknown action "${verb}": use drain, halt or online` });
       if (method !== 'POST') return methodNotAllowed(res, 'POST');
       const source = sourceOf(req);
@@ -188,6 +184,8 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   const server = config.tls
     ? https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), minVersion: 'TLSv1.2' }, onRequest)
     : http.createServer(onRequest);
+  // Expect: 100-continue goes through the same handler, which sends 100 only when it will read the body (http-io.ts).
+  server.on('checkContinue', onRequest);
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   server.keepAliveTimeout = 5_000;
@@ -201,7 +199,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
       });
     });
   } catch (error) {
-    audit.close();
+    await audit.close();
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new Error(`admin server: cannot listen on ${config.listen.host}:${options.port ?? config.listen.port} (${code})`);
   }
@@ -215,8 +213,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         server.close(() => {
-          audit.close();
-          resolve();
+          void audit.close().then(resolve);
         });
         server.closeAllConnections();
       })),

@@ -1,38 +1,48 @@
 /**
- * The HA endpoints of the admin API (issue 8), behind the admin token like every /api path:
+ * The HA endpoints of the admin API (issues 8 and 13), for the HA sync token only (roles.ts):
  *
- *   POST /api/ha/config   {config_text, files:[{path, mode, content_base64}]} from the peer's
+ *   POST /api/ha/config   {config_text, files:[{path, content_base64}]} from the peer's
  *                         `carelb ha sync`: validated, written, reloaded; 200 {ok, config_hash,
  *                         shared_hash, files_written, warnings} or 400 {ok:false, errors} with
  *                         the running config and every file on disk left as they were
  *   GET  /api/ha/peer     {node, config_hash, shared_hash, config_file_changed, vrrp}
  *
- * The receiver keeps its own `ha:` block (node name, priority, peer differ per node; see
- * ha/config-text.ts): the text written is the sender's with this node's `ha:` block in place
- * of the sender's. Drift is judged on `shared_hash`.
+ * A push is read only over TLS (or with ha.allow_plaintext_sync, ha/transport.ts). The receiver
+ * keeps its node-local blocks, `ha:`, `admin:` and `access_log:` (ha/config-text.ts): the text
+ * written is the sender's with this node's blocks in place of the sender's, which are never
+ * taken. Drift is judged on `shared_hash`.
+ *
+ * Where files may land (issue 13): only under the sync root, the directory of this node's
+ * config file (ha/sync-root.ts): no `..`, no symbolic link at any level below it, nothing
+ * outside it, never one of this node's own files (ha/own-files.ts). Every file the new config
+ * names must satisfy that, sent or not (a synced config must not make this node read, say, a
+ * token as a fallback body). Modes are fixed by kind: 0600 for keys and passphrases, 0640 for
+ * the rest; the owner is this process's user. A refused sync names the key and the reason and
+ * writes nothing.
  *
  * Validation before anything is written: the config text must load, and the certificate files
  * are checked as they would be written: each sent file is staged in a private temporary
  * directory and checkConfigFiles runs on the config with its paths mapped to the staged copies
- * (files not sent are checked where they are). Only then are files installed, each through a
- * temporary file and rename in its own directory, the old contents kept in memory; if writing
- * fails, or the reload refuses the config, every file and the config are put back. Validating
- * before writing, rather than writing and rolling back, means a refused sync never touches the
- * files the running config uses, not even for a moment.
- *
- * Path safety: a file is written only when its path is absolute, normalized (no `..`), named by
- * the new config as certificate, key, CA, passphrase or fallback body file, and is not the
- * config file itself nor a token or secret file of this node.
+ * (files not sent are checked where they are). Only then are files installed (ha/install.ts),
+ * each through an exclusive temporary file and a rename, the old contents kept in memory; if
+ * writing fails, or the reload refuses the config, every file and the config are put back.
+ * Validating before writing, rather than writing and rolling back, means a refused sync never
+ * touches the files the running config uses, not even for a moment.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import type * as http from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigText } from '../config/load';
+import { readBody, sendJson } from './http-io';
 import { checkConfigFiles } from '../config/config-files';
-import { findHaBlock, sharedHash, spliceHaBlock, textHash } from '../ha/config-text';
-import { referencedFiles, unsafePathReason, withFilePaths } from '../ha/files';
+import { findHaBlock, sharedHash, spliceLocalBlocks, textHash } from '../ha/config-text';
+import { receiveProblem } from '../ha/transport';
+import { referencedFiles, syncedFileMode, unsafePathReason, withFilePaths } from '../ha/files';
+import { Installer } from '../ha/install';
+import { ownFiles } from '../ha/own-files';
+import { checkSyncPath, syncRootOf } from '../ha/sync-root';
 import type { PeerInfo, SyncBody } from '../ha/client';
 import { readVrrpState, stateDir as defaultStateDir } from '../ha/state';
 import type { Logger } from '../observe/log';
@@ -40,7 +50,12 @@ import type { AuditLog } from './audit';
 import type { AdminContext } from './context';
 
 /** Certificates, keys and a config: a few hundred KiB at most; anything larger is refused unread. */
-const MAX_SYNC_BODY = 16 * 1024 * 1024;
+const MAX_SYNC_BODY = 4 * 1024 * 1024;
+/**
+ * Pushes held at a time, from the first body byte to the answer: at most this many bodies are
+ * in memory, and a peer (or whoever holds its token) cannot tie up the primary with more.
+ */
+const MAX_SYNCS_IN_PROGRESS = 2;
 
 export interface HaHandlerOptions {
   ctx: AdminContext;
@@ -50,35 +65,15 @@ export interface HaHandlerOptions {
   log: Logger;
   /** VRRP state directory (default: CARELB_HA_STATE_DIR or /var/lib/carelb/ha). */
   stateDir?: string;
+  /** This node's token files (every role) and audit log: never written by a sync, never named by a synced config. */
+  ownFiles?: readonly (string | undefined)[];
+  /** The admin API serves TLS (admin.tls): a push is accepted only then, or with ha.allow_plaintext_sync. */
+  servesTls: boolean;
 }
 
 export type HaHandler = (req: http.IncomingMessage, res: http.ServerResponse, path: string, source: string) => Promise<void>;
 
-const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        resolve(null);
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', () => resolve(null));
-  });
-}
+type Outcome = { status: number; body: Record<string, unknown>; result: string };
 
 /** Checks the shape of a sync body; returns the errors (empty when usable). */
 export function syncBodyErrors(body: unknown): string[] {
@@ -91,58 +86,12 @@ export function syncBodyErrors(body: unknown): string[] {
   (Array.isArray(b.files) ? b.files : []).forEach((file: unknown, i) => {
     const f = (file ?? {}) as Record<string, unknown>;
     if (typeof f.path !== 'string') errors.push(`body.files[${i}].path: must be a string`);
-    if (!Number.isInteger(f.mode) || (f.mode as number) < 0 || (f.mode as number) > 0o777) errors.push(`body.files[${i}].mode: must be a permission mode 0-0777`);
+    // Older senders send a mode; it is checked for shape and otherwise ignored (modes are fixed by kind).
+    if (f.mode !== undefined && (!Number.isInteger(f.mode) || (f.mode as number) < 0 || (f.mode as number) > 0o777)) errors.push(`body.files[${i}].mode: must be a permission mode 0-0777`);
     if (typeof f.content_base64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(f.content_base64)) errors.push(`body.files[${i}].content_base64: must be base64`);
     for (const key of Object.keys(f)) if (!['path', 'mode', 'content_base64'].includes(key)) errors.push(`body.files[${i}].${key}: unknown key`);
   });
   return errors;
-}
-
-interface Backup {
-  path: string;
-  /** Previous content and mode, or null when the file did not exist. */
-  previous: { content: Buffer; mode: number } | null;
-}
-
-/** Writes `content` to `path` through a temporary file in the same directory and a rename. */
-function installFile(path: string, content: Buffer, mode: number): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-  const tmp = join(dirname(path), `.${path.split('/').pop()}.carelb-sync-${process.pid}`);
-  try {
-    writeFileSync(tmp, content, { mode });
-    chmodSync(tmp, mode);
-    renameSync(tmp, path);
-  } catch (error) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* never created */
-    }
-    throw error;
-  }
-}
-
-function backupOf(path: string): Backup {
-  try {
-    return { path, previous: { content: readFileSync(path), mode: statSync(path).mode & 0o7777 } };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { path, previous: null };
-    throw error;
-  }
-}
-
-function restore(backups: Backup[], log: Logger): string[] {
-  const failed: string[] = [];
-  for (const backup of backups.reverse()) {
-    try {
-      if (backup.previous) installFile(backup.path, backup.previous.content, backup.previous.mode);
-      else unlinkSync(backup.path);
-    } catch (error) {
-      failed.push(`${backup.path}: could not be restored (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-    }
-  }
-  if (failed.length > 0) log.error({ failed }, 'ha sync: rollback incomplete');
-  return failed;
 }
 
 function codeOf(error: unknown): string {
@@ -172,16 +121,13 @@ export function haSelfInfo(ctx: AdminContext, configPath: string | undefined, st
 export function createHaHandler(options: HaHandlerOptions): HaHandler {
   const { ctx, configPath, audit, log } = options;
   const stateDir = options.stateDir ?? defaultStateDir();
-  // One sync at a time: a second waits for the first to finish (written and reloaded or refused).
   let queue: Promise<unknown> = Promise.resolve();
-
-  type Outcome = { status: number; body: Record<string, unknown>; result: string };
 
   async function applySync(body: SyncBody, source: string): Promise<Outcome> {
     const refuse = (status: number, errors: string[], result = 'refused'): Outcome => ({ status, body: { ok: false, errors }, result });
     if (!configPath) return refuse(409, ['this instance runs a built-in config (no -c FILE): there is no config file to write']);
 
-    // This node's own ha: block replaces the sender's.
+    // This node's own file: its local blocks replace the sender's.
     let localText: string;
     try {
       localText = readFileSync(configPath, 'utf8');
@@ -201,26 +147,37 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     if (senderNode !== undefined && senderNode === localNode) {
       return refuse(409, [`the config comes from node "${String(senderNode)}", which is this node: does ha.peer_admin point to the node itself?`]);
     }
-    const spliced = spliceHaBlock(body.config_text, local.block.text);
+    // This node's ha:, admin: and access_log: replace the sender's (ha/config-text.ts LOCAL_KEYS).
+    const spliced = spliceLocalBlocks(body.config_text, localText);
     if (!spliced.ok) return refuse(400, [`config_text: ${spliced.error}`], 'invalid config');
     const loaded = loadConfigText(spliced.text, configPath);
     if (!loaded.ok) return refuse(400, loaded.errors, 'invalid config');
     const config = loaded.config;
 
-    // Which paths may be written: only those the new config names, never this node's own files.
-    const allowed = new Set(referencedFiles(config).map((ref) => ref.path));
-    const running = ctx.config();
-    const forbidden = new Set(
-      [configPath, ...[config, running].flatMap((c) => [c.admin?.token_file, c.ha?.peer_token_file, c.ha?.auth_secret_file, c.ha?.keepalived_conf])].filter((p): p is string => Boolean(p)),
-    );
+    // Where files may land: under the sync root, never one of this node's own files. Every file
+    // the new config names is checked, sent or not; then every file sent must be one of those.
+    let root;
+    try {
+      root = syncRootOf(configPath);
+    } catch (error) {
+      return refuse(409, [(error as Error).message]);
+    }
+    const own = ownFiles(configPath, [config, ctx.config()], options.ownFiles ?? [], stateDir);
     const errors: string[] = [];
+    const targets = new Map<string, { real: string; mode: number }>();
+    for (const ref of referencedFiles(config)) {
+      const verdict = checkSyncPath(root, ref.path);
+      if (!verdict.ok) errors.push(`${ref.where}: ${ref.path} ${verdict.reason}`);
+      else if (own.has(verdict.path)) errors.push(`${ref.where}: ${ref.path} is this node's own file and is never synced`);
+      else targets.set(ref.path, { real: verdict.path, mode: syncedFileMode(ref.kind) });
+    }
     const seen = new Set<string>();
     const files = body.files ?? [];
     files.forEach((file, i) => {
       const unsafe = unsafePathReason(file.path);
       if (unsafe) errors.push(`files[${i}].path: ${JSON.stringify(file.path)} ${unsafe}`);
-      else if (forbidden.has(file.path)) errors.push(`files[${i}].path: ${file.path} is this node's own file and is never synced`);
-      else if (!allowed.has(file.path)) errors.push(`files[${i}].path: ${file.path} is not a certificate, key, CA, passphrase or body file of the config`);
+      else if (own.has(file.path)) errors.push(`files[${i}].path: ${file.path} is this node's own file and is never synced`);
+      else if (!referencedFiles(config).some((ref) => ref.path === file.path)) errors.push(`files[${i}].path: ${file.path} is not a certificate, key, CA, passphrase or body file of the config`);
       else if (seen.has(file.path)) errors.push(`files[${i}].path: ${file.path} is sent twice`);
       seen.add(file.path);
     });
@@ -249,18 +206,21 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
       rmSync(stage, { recursive: true, force: true });
     }
 
-    // Install: files first, then the config; any failure puts everything back.
-    const backups: Backup[] = [];
+    // Install: files first, then the config; any failure puts everything back. Each path is
+    // checked once more just before its write: the tree may have changed since validation.
+    const installer = new Installer(root.real);
     try {
       files.forEach((file, i) => {
-        backups.push(backupOf(file.path));
-        installFile(file.path, contents[i], file.mode);
+        const target = targets.get(file.path)!;
+        const again = checkSyncPath(root, file.path);
+        if (!again.ok || again.path !== target.real) throw new Error(`${file.path} ${again.ok ? 'moved' : again.reason}`);
+        installer.install(target.real, contents[i], target.mode);
       });
-      const configBackup = backupOf(configPath);
-      backups.push(configBackup);
-      installFile(configPath, Buffer.from(spliced.text), configBackup.previous?.mode ?? 0o640);
+      // The config file keeps its own mode; a link to it stays a link (the file it points to is written).
+      installer.install(realpathSync(configPath), Buffer.from(spliced.text), { keep: 0o640 });
     } catch (error) {
-      const failed = restore(backups, log);
+      const failed = installer.rollback();
+      if (failed.length > 0) log.error({ failed }, 'ha sync: rollback incomplete');
       return refuse(500, [`writing the files failed: ${codeOf(error)}`, ...failed], 'write failed');
     }
 
@@ -278,8 +238,29 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
       // Applied, but some listener could not open: the new config runs, so its files stay.
       return { status: 500, body: { ok: false, applied: true, errors: result.errors }, result: 'applied with errors' };
     }
-    const failed = restore(backups, log);
+    const failed = installer.rollback();
+    if (failed.length > 0) log.error({ failed }, 'ha sync: rollback incomplete');
     return refuse(400, [...result.errors, ...failed], 'reload refused');
+  }
+
+  let inProgress = 0;
+
+  /** Reads, checks and applies one push; null when readBody answered already or the client left. */
+  async function receive(req: http.IncomingMessage, res: http.ServerResponse, source: string): Promise<Outcome | null> {
+    const raw = await readBody(req, res, MAX_SYNC_BODY);
+    if (raw === null) return null;
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return { status: 400, body: { ok: false, errors: ['body: not JSON'] }, result: 'invalid body' };
+    }
+    const shapeErrors = syncBodyErrors(body);
+    if (shapeErrors.length > 0) return { status: 400, body: { ok: false, errors: shapeErrors }, result: 'invalid body' };
+    // One sync at a time is applied: a second waits for the first (written and reloaded, or refused).
+    const run = queue.then(() => applySync(body as SyncBody, source));
+    queue = run.catch(() => undefined);
+    return run;
   }
 
   return async (req, res, path, source) => {
@@ -290,19 +271,23 @@ export function createHaHandler(options: HaHandlerOptions): HaHandler {
     }
     if (path !== '/api/ha/config') return sendJson(res, 404, { error: `no such API endpoint: ${path}` });
     if (method !== 'POST') return sendJson(res, 405, { error: 'method not allowed; use POST' }, { allow: 'POST' });
-    const raw = await readBody(req, MAX_SYNC_BODY);
-    if (raw === null) return sendJson(res, 413, { ok: false, errors: [`request body larger than ${MAX_SYNC_BODY} bytes`] });
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      return sendJson(res, 400, { ok: false, errors: ['body: not JSON'] });
+    // Refused before the body is read: over plain HTTP the keys in it have already crossed the wire.
+    const transport = receiveProblem(ctx.config(), options.servesTls);
+    if (transport) {
+      audit.write({ source, action: 'ha_sync', target: 'config', result: 'refused', errors: [transport] });
+      return sendJson(res, 403, { ok: false, errors: [transport] });
     }
-    const shapeErrors = syncBodyErrors(body);
-    if (shapeErrors.length > 0) return sendJson(res, 400, { ok: false, errors: shapeErrors });
-    const run = queue.then(() => applySync(body as SyncBody, source));
-    queue = run.catch(() => undefined);
-    const outcome = await run;
+    if (inProgress >= MAX_SYNCS_IN_PROGRESS) {
+      return sendJson(res, 503, { ok: false, errors: [`${MAX_SYNCS_IN_PROGRESS} config pushes are in progress already; retry`] }, { 'retry-after': '1' });
+    }
+    inProgress++;
+    let outcome: Outcome | null;
+    try {
+      outcome = await receive(req, res, source);
+    } finally {
+      inProgress--;
+    }
+    if (!outcome) return; // answered already (413), or the client went away
     audit.write({
       source,
       action: 'ha_sync',

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { isAbsolute } from 'node:path';
 import { parseDuration, parseSize } from './units';
 
 /** A number, or text in a unit that `parse` turns into that number (the one place units are read). */
@@ -111,6 +112,12 @@ export const INTERMEDIATE_CIPHERS =
   'ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384';
 
 const file = z.string().min(1, 'must be a file path');
+
+/**
+ * Token and secret files: absolute, so that what they name never depends on the working
+ * directory, and a config sync can always tell them from the files it may write (issue 13).
+ */
+const secretFile = file.refine((path) => isAbsolute(path), 'must be an absolute path');
 
 /** A certificate (full chain, PEM) and its key for the front end. */
 const certificate = {
@@ -308,13 +315,24 @@ export const configSchema = z
         peer: z.string().ip('must be an IP address'),
         /** Peer's admin API for config sync. */
         peer_admin: hostPort.optional(),
-        peer_token_file: file.optional(),
+        /** The peer's sync token (a copy of the peer's ha.sync_token_file). */
+        peer_token_file: secretFile.optional(),
+        /**
+         * This node's HA sync token, accepted on /api/ha/* only (generated, mode 0600, when
+         * missing). Without it no token is accepted there: this node is neither queried nor synced.
+         */
+        sync_token_file: secretFile.optional(),
         /** VRRP auth_pass (keepalived uses its first 8 characters). */
-        auth_secret_file: file.optional(),
+        auth_secret_file: secretFile.optional(),
         /** Off by default: a recovered node does not take the address back (no second interruption). */
         preempt: z.boolean().default(false),
         /** Push the config to the peer after every successful reload. */
         auto_sync: z.boolean().default(false),
+        /**
+         * Config sync carries keys and passphrases, so it needs admin.tls on both nodes. true
+         * accepts plain HTTP instead (a lab, or a dedicated cable): logged as a warning at every start.
+         */
+        allow_plaintext_sync: z.boolean().default(false),
         vips: z
           .array(
             z
@@ -334,8 +352,19 @@ export const configSchema = z
     admin: z
       .object({
         listen: hostPort.default('127.0.0.1:9900'),
-        /** Bearer token file; generated (mode 0600) at first start when missing. */
-        token_file: z.string().min(1).default('/etc/carelb/admin.token'),
+        /** Bearer token file, role operate; generated (mode 0600) at first start when missing. */
+        token_file: secretFile.default('/etc/carelb/admin.token'),
+        /** More tokens, each with its role: read (status, metrics, dashboard) or operate (also drain, halt, online, reload). */
+        tokens: z
+          .array(
+            z
+              .object({
+                file: secretFile,
+                role: z.enum(['read', 'operate'], { errorMap: () => ({ message: 'must be read or operate (the HA sync token is ha.sync_token_file)' }) }),
+              })
+              .strict(),
+          )
+          .default([]),
         /** Serve /metrics without a token. */
         metrics_public: z.boolean().default(false),
         /**

@@ -2,7 +2,8 @@
  * `carelb ctl`: talks to a running carelb through its admin API (never to its threads or
  * memory). The admin address and token file come from flags, else from the config's `admin`
  * key (`-c FILE`), else the defaults 127.0.0.1:9900 and /etc/carelb/admin.token.
- * Exit status: 0 done, 1 anything else (with one clear line on `err`).
+ * Exit status: 0 done, 2 a wrong command line (with the usage), 1 anything else (with one
+ * clear line on `err`).
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -10,6 +11,7 @@ import * as https from 'node:https';
 import { loadConfigFile } from '../config/load';
 import { parseHostPort, type HostPort } from '../config/schema';
 import { readToken } from '../admin/token';
+import { parseStrict, USAGE_EXIT, UsageError } from '../cli-args';
 import type { ServerView, StatusView } from '../admin/view';
 
 type Out = NodeJS.WritableStream;
@@ -50,28 +52,29 @@ interface Parsed {
   admin?: string;
   tokenFile?: string;
   json: boolean;
+  help: boolean;
 }
 
-function parseArgs(args: string[]): Parsed {
-  const parsed: Parsed = { json: false };
-  const positional: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const value = () => {
-      const next = args[++i];
-      if (next === undefined) throw new CtlError(`${arg} needs a value`);
-      return next;
-    };
-    if (arg === '-c' || arg === '--config') parsed.config = value();
-    else if (arg === '--admin') parsed.admin = value();
-    else if (arg === '--token-file') parsed.tokenFile = value();
-    else if (arg === '--json') parsed.json = true;
-    else if (arg.startsWith('-') && arg !== '-') throw new CtlError(`unknown option ${arg}`);
-    else positional.push(arg);
-  }
-  [parsed.command, parsed.operand] = positional;
-  if (positional.length > 2) throw new CtlError(`unexpected argument "${positional[2]}"`);
-  return parsed;
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  admin: { type: 'string' },
+  'token-file': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Strict parse (cli-args.ts): unknown options and a third positional throw UsageError (exit 2). */
+function parseCtlArgs(args: string[]): Parsed {
+  const { values, positionals } = parseStrict(args, OPTIONS, 2);
+  return {
+    command: positionals[0],
+    operand: positionals[1],
+    config: values.config,
+    admin: values.admin,
+    tokenFile: values['token-file'],
+    json: values.json === true,
+    help: values.help === true,
+  };
 }
 
 /** Where to connect: an admin listening on every address is reached over loopback. */
@@ -162,6 +165,7 @@ function errorText(answer: Answer): string {
 /** Turns the statuses every command shares into errors; returns the answer otherwise. */
 function checked(answer: Answer): Answer {
   if (answer.status === 401) throw new CtlError('the admin token was refused (401): check --token-file (or admin.token_file in the config)');
+  if (answer.status === 403) throw new CtlError(`not allowed with this token (403): ${errorText(answer)}`);
   if (answer.status === 404) throw new CtlError(errorText(answer));
   if (answer.status >= 500) throw new CtlError(`carelb answered ${answer.status}: ${errorText(answer)}`);
   return answer;
@@ -233,16 +237,18 @@ export function formatStatus(status: StatusView): string {
 /** Runs `carelb ctl ARGS`; writes results to `out`, problems to `err`; resolves with the exit status. */
 export async function runCtl(args: string[], out: Out, err: Out): Promise<number> {
   try {
-    const parsed = parseArgs(args);
-    if (!parsed.command || parsed.command === 'help' || parsed.command === '--help') {
-      (parsed.command ? out : err).write(CTL_USAGE);
-      return parsed.command ? 0 : 1;
+    const parsed = parseCtlArgs(args);
+    if (parsed.help || parsed.command === 'help') {
+      out.write(CTL_USAGE);
+      return 0;
     }
-    const target = resolveTarget(parsed);
+    if (!parsed.command) throw new UsageError('a command is required');
     const needsOperand = ['drain', 'halt', 'online'].includes(parsed.command);
-    if (!needsOperand && !['status', 'reload'].includes(parsed.command)) throw new CtlError(`unknown command "${parsed.command}"\n\n${CTL_USAGE}`);
-    if (needsOperand && !/^[^/]+\/[^/]+$/.test(parsed.operand ?? '')) throw new CtlError(`${parsed.command} needs VS/SERVER, e.g. carelb ctl ${parsed.command} api/server1`);
-    if (!needsOperand && parsed.operand !== undefined) throw new CtlError(`${parsed.command} takes no argument ("${parsed.operand}")`);
+    if (!needsOperand && !['status', 'reload'].includes(parsed.command)) throw new UsageError(`unknown command "${parsed.command}"`);
+    if (needsOperand && !/^[^/]+\/[^/]+$/.test(parsed.operand ?? '')) throw new UsageError(`${parsed.command} needs VS/SERVER, e.g. carelb ctl ${parsed.command} api/server1`);
+    if (!needsOperand && parsed.operand !== undefined) throw new UsageError(`unexpected argument "${parsed.operand}": ${parsed.command} takes none`);
+    if (parsed.json && parsed.command !== 'status') throw new UsageError('--json goes with status only');
+    const target = resolveTarget(parsed);
     let token: string;
     try {
       token = readToken(target.tokenFile);
@@ -279,6 +285,10 @@ export async function runCtl(args: string[], out: Out, err: Out): Promise<number
       }
     }
   } catch (error) {
+    if (error instanceof UsageError) {
+      err.write(`carelb ctl: ${error.message}\n\n${CTL_USAGE}`);
+      return USAGE_EXIT;
+    }
     if (!(error instanceof CtlError)) throw error;
     err.write(`carelb ctl: ${error.message}\n`);
     return 1;

@@ -1,5 +1,5 @@
 /**
- * The embedded demo (`npm start`, `carelb start` without -c): two demo EHR API servers on
+ * The embedded demo (`carelb demo`, which `npm start` runs): two demo EHR API servers on
  * loopback and carelb in front of them on http://127.0.0.1:8080.
  */
 import { validateConfig } from '../config/load';

@@ -4,13 +4,14 @@
  * pair's admin API serves TLS (`tls` option), http otherwise. Called by `carelb ha sync` and,
  * for /api/status, by the primary (`peerStatus`).
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { readToken } from '../admin/token';
 import type { Config, HaConfig, HostPort } from '../config/schema';
 import { sharedHash } from './config-text';
-import { referencedFiles, unsafePathReason } from './files';
+import { referencedFiles } from './files';
+import { placeInRoot, syncRootOf } from './sync-root';
 import type { VrrpState } from './state';
 
 export interface PeerTls {
@@ -37,7 +38,8 @@ export interface PeerInfo {
 
 export interface SyncFile {
   path: string;
-  mode: number;
+  /** Sent by older versions; ignored: the receiver sets 0640, or 0600 for keys and passphrases. */
+  mode?: number;
   content_base64: string;
 }
 
@@ -128,21 +130,25 @@ export async function peerStatus(
   }
 }
 
-/** The body of a sync: the config text and every file it references, read now. Throws with a readable message. */
-export function buildSyncBody(configText: string, config: Config, read: (path: string) => Buffer = (path) => readFileSync(path)): SyncBody {
+/**
+ * The body of a sync: the config text and every file it references, read now. Every such file
+ * must lie under this node's sync root, the directory of `configPath` (the receiver writes
+ * nowhere else, see sync-root.ts); modes are not sent, the receiver sets them by kind. Throws
+ * with the key and a readable reason.
+ */
+export function buildSyncBody(configText: string, config: Config, configPath: string, read: (path: string) => Buffer = (path) => readFileSync(path)): SyncBody {
+  const root = syncRootOf(configPath);
   const files: SyncFile[] = [];
   for (const ref of referencedFiles(config)) {
-    const unsafe = unsafePathReason(ref.path);
-    if (unsafe) throw new Error(`${ref.where}: ${ref.path} ${unsafe}; config sync needs absolute paths`);
+    const placed = placeInRoot(root, ref.path);
+    if (!placed.ok) throw new Error(`${ref.where}: ${ref.path} ${placed.reason}; config sync carries only files under ${root.real}: move it there on both nodes`);
     let content: Buffer;
-    let mode: number;
     try {
       content = read(ref.path);
-      mode = statSync(ref.path).mode & 0o777;
     } catch (error) {
       throw new Error(`${ref.where}: cannot read ${ref.path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
-    files.push({ path: ref.path, mode, content_base64: content.toString('base64') });
+    files.push({ path: ref.path, content_base64: content.toString('base64') });
   }
   return { config_text: configText, files };
 }
@@ -169,11 +175,12 @@ export async function syncIfDrifted(
   haConfig: HaConfig,
   configText: string,
   config: Config,
+  configPath: string,
   tokenReader: (path: string) => string = readToken,
   options: PeerOptions = {},
 ): Promise<{ skipped: true; shared_hash: string } | SyncAnswer> {
   const peer = await peerStatus(haConfig, tokenReader, options);
   const mine = sharedHash(configText);
   if (!('error' in peer) && peer.shared_hash === mine) return { skipped: true, shared_hash: mine };
-  return pushConfig(haConfig, buildSyncBody(configText, config), tokenReader, options);
+  return pushConfig(haConfig, buildSyncBody(configText, config, configPath), tokenReader, options);
 }

@@ -7,18 +7,22 @@
  *   resume   when carelb starts: clear the handoff flag
  *   peer     the peer's node name, config hashes and VRRP state (its /api/ha/peer)
  *
- * Exit status: 0 done, 1 anything else, with the reasons on `err`.
+ * Exit status: 0 done, 2 a wrong command line (with the usage), 1 anything else, with the
+ * reasons on `err`.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readToken } from '../admin/token';
+import { parseStrict, USAGE_EXIT, UsageError } from '../cli-args';
 import { loadConfigFile, loadConfigText } from '../config/load';
 import type { Config, HaConfig } from '../config/schema';
 import { parseDuration } from '../config/units';
 import { checkConfigFiles } from '../config/config-files';
 import { peerOptionsFor, buildSyncBody, peerStatus, pushConfig, type PeerOptions } from './client';
+import { writeFileAtomic } from './atomic-write';
 import { sharedHash } from './config-text';
+import { PLAINTEXT_WARNING, pushOptions, sendProblem, sendsPlaintext } from './transport';
 import { DEFAULT_AUDIT_LOG, DEFAULT_CHECK_SCRIPT, DEFAULT_NOTIFY_SCRIPT, renderCheckScript, renderErrors, renderKeepalivedConf, renderNotifyScript } from './keepalived';
 import { heldVips, releaseFile, stateDir as defaultStateDir, writeRelease } from './state';
 
@@ -29,7 +33,8 @@ export const HA_USAGE = `usage: carelb ha <command> -c FILE [options]
 commands:
   render    write the keepalived configuration (ha.keepalived_conf) and its check and notify scripts
   sync      push this config and every certificate, key, CA and passphrase file it references
-            to the peer's admin API (ha.peer_admin, token in ha.peer_token_file)
+            to the peer's admin API over TLS (ha.peer_admin, the peer's sync token in
+            ha.peer_token_file; needs admin.tls with ca, or ha.allow_plaintext_sync)
   handoff   give up this node's virtual IPs and wait until they have left (run before stopping carelb)
   resume    clear the handoff flag (run when carelb starts)
   peer      show the peer's node name, config hashes and VRRP state
@@ -43,7 +48,7 @@ options:
   --state-dir DIR         state directory shared with keepalived (default CARELB_HA_STATE_DIR or /var/lib/carelb/ha)
   --src-ip ADDRESS        render: unicast_src_ip (default: the interface's primary address)
   --stdout                render: print keepalived.conf (secret masked) instead of writing files
-  --ca FILE               sync, peer: CA of the peer admin API's certificate (implies https)
+  --ca FILE               sync, peer: CA of the peer admin API's certificate (instead of admin.tls.ca)
   --timeout DURATION      handoff: longest wait for the addresses to leave (default 10s)
 `;
 
@@ -63,39 +68,40 @@ interface Parsed {
   stdout: boolean;
 }
 
-function parseArgs(args: string[]): Parsed {
-  const parsed: Parsed = { stdout: false };
-  const positional: string[] = [];
-  const keys: Record<string, keyof Parsed> = {
-    '-c': 'config',
-    '--config': 'config',
-    '--out': 'out',
-    '--check-script': 'checkScript',
-    '--notify-script': 'notifyScript',
-    '--audit-log': 'auditLog',
-    '--state-dir': 'stateDir',
-    '--src-ip': 'srcIp',
-    '--ca': 'ca',
-    '--timeout': 'timeout',
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  out: { type: 'string' },
+  'check-script': { type: 'string' },
+  'notify-script': { type: 'string' },
+  'audit-log': { type: 'string' },
+  'state-dir': { type: 'string' },
+  'src-ip': { type: 'string' },
+  ca: { type: 'string' },
+  timeout: { type: 'string' },
+  stdout: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Strict parse (cli-args.ts): unknown options and a second positional throw UsageError (exit 2). */
+function parseHaArgs(args: string[]): Parsed {
+  const { values, positionals } = parseStrict(args, OPTIONS, 1);
+  return {
+    command: values.help ? 'help' : positionals[0],
+    config: values.config,
+    out: values.out,
+    checkScript: values['check-script'],
+    notifyScript: values['notify-script'],
+    auditLog: values['audit-log'],
+    stateDir: values['state-dir'],
+    srcIp: values['src-ip'],
+    ca: values.ca,
+    timeout: values.timeout,
+    stdout: values.stdout === true,
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === '--stdout') parsed.stdout = true;
-    else if (arg === '--help' || arg === '-h') positional.unshift('help');
-    else if (keys[arg]) {
-      const value = args[++i];
-      if (value === undefined) throw new HaError(`${arg} needs a value`);
-      (parsed as unknown as Record<string, unknown>)[keys[arg]] = value;
-    } else if (arg.startsWith('-')) throw new HaError(`unknown option ${arg}`);
-    else positional.push(arg);
-  }
-  if (positional.length > 1) throw new HaError(`unexpected argument "${positional[1]}"`);
-  parsed.command = positional[0];
-  return parsed;
 }
 
 function loadHa(path: string | undefined): { config: Config; ha: HaConfig; text: string } {
-  if (!path) throw new HaError('-c FILE is required');
+  if (!path) throw new UsageError('-c FILE is required');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -120,13 +126,10 @@ function peerOptions(config: Config, parsed: Parsed): PeerOptions {
   return peerOptionsFor(config);
 }
 
-/** Writes a file through a temporary file and rename, creating its directory. */
+/** Writes a file through an exclusive temporary file and rename, creating its directory. */
 function writeAtomic(path: string, text: string, mode: number): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
+  writeFileAtomic(path, text, mode);
 }
 
 /** uid and gid of a local user from /etc/passwd, or null. */
@@ -204,19 +207,30 @@ function render(parsed: Parsed, out: Out, err: Out): number {
 
 async function sync(parsed: Parsed, out: Out, err: Out): Promise<number> {
   const { config, ha, text } = loadHa(parsed.config);
+  // Keys and passphrases travel with the config: TLS both ways, or the operator's explicit consent.
+  const problem = sendProblem(config);
+  if (problem) throw new HaError(`${parsed.config}: not pushed: ${problem}`);
+  if (sendsPlaintext(config)) err.write(`warning: ${PLAINTEXT_WARNING}\n`);
+  let options: PeerOptions;
+  try {
+    options = pushOptions(config, parsed.ca === undefined ? undefined : readFileSync(parsed.ca, 'utf8'));
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ? `--ca: cannot read ${parsed.ca}: ${(error as NodeJS.ErrnoException).code}` : (error as Error).message;
+    throw new HaError(reason);
+  }
   const files = checkConfigFiles(config);
   for (const warning of files.warnings) err.write(`warning: ${warning}\n`);
   if (files.errors.length > 0) throw new HaError(`${parsed.config}: not pushed, the config's files are invalid\n${files.errors.map((e) => `  ${e}`).join('\n')}`);
   let body;
   try {
-    body = buildSyncBody(text, config);
+    body = buildSyncBody(text, config, parsed.config!);
   } catch (error) {
     throw new HaError((error as Error).message);
   }
   const target = ha.peer_admin ? `${ha.peer_admin.host}:${ha.peer_admin.port}` : '(ha.peer_admin not set)';
   let answer;
   try {
-    answer = await pushConfig(ha, body, readToken, peerOptions(config, parsed));
+    answer = await pushConfig(ha, body, readToken, options);
   } catch (error) {
     throw new HaError((error as Error).message);
   }
@@ -308,7 +322,7 @@ async function peer(parsed: Parsed, out: Out): Promise<number> {
 
 export async function runHa(args: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   try {
-    const parsed = parseArgs(args);
+    const parsed = parseHaArgs(args);
     switch (parsed.command) {
       case 'render':
         return render(parsed, out, err);
@@ -322,15 +336,19 @@ export async function runHa(args: string[], out: Out = process.stdout, err: Out 
         return 0;
       case 'peer':
         return await peer(parsed, out);
-      case undefined:
       case 'help':
-      case '--help':
         out.write(HA_USAGE);
-        return parsed.command === undefined ? 1 : 0;
+        return 0;
+      case undefined:
+        throw new UsageError('a command is required');
       default:
-        throw new HaError(`unknown command "${parsed.command}"\n${HA_USAGE}`);
+        throw new UsageError(`unknown command "${parsed.command}"`);
     }
   } catch (error) {
+    if (error instanceof UsageError) {
+      err.write(`carelb ha: ${error.message}\n\n${HA_USAGE}`);
+      return USAGE_EXIT;
+    }
     if (error instanceof HaError) {
       err.write(`carelb ha: ${error.message}\n`);
       return 1;

@@ -1,10 +1,12 @@
 /**
- * The `ha:` section is per node (node_name, priority, peer, peer_admin differ between the two
- * nodes); everything else in the config is shared by the pair. Config sync therefore carries
- * the whole text but the receiver keeps its own `ha:` block, spliced in at the same place, and
- * drift is judged on the *shared hash*: sha256 of the text without the `ha:` block. Two nodes
- * whose files differ only in their `ha:` blocks have the same shared hash; their whole-file
- * `config_hash` necessarily differs. Pure functions on text, no I/O.
+ * Node-local blocks (issue 13): `ha:` (node_name, priority, peer, tokens differ between the two
+ * nodes), `admin:` (this node's listener, tokens and certificate) and `access_log:` (where this
+ * node writes) describe one node; everything else in the config is shared by the pair. Config
+ * sync therefore carries the whole text but the receiver keeps its own local blocks, spliced in
+ * at the sender's place, drops those the sender has and it has not, and never takes the
+ * sender's. Drift is judged on the *shared hash*: sha256 of the text without its local blocks.
+ * Two nodes whose files differ only in those blocks have the same shared hash; their
+ * whole-file `config_hash` differs. Pure functions on text, no I/O.
  */
 import { createHash } from 'node:crypto';
 import { isMap, isScalar, parseDocument } from 'yaml';
@@ -19,6 +21,10 @@ export interface HaBlock {
 
 export type HaBlockResult = { ok: true; block: HaBlock | null } | { ok: false; error: string };
 
+/** The top-level keys that never travel with a sync and are never replaced by the sender's. */
+export const LOCAL_KEYS = ['ha', 'admin', 'access_log'] as const;
+export type LocalKey = (typeof LOCAL_KEYS)[number];
+
 /** The top-level keys, or why there are none to find. */
 function topLevelKeys(text: string): string[] | string {
   const doc = parseDocument(text);
@@ -29,25 +35,26 @@ function topLevelKeys(text: string): string[] | string {
 }
 
 /**
- * Finds the top-level `ha:` block: its key line at column 0 and every following line that is
+ * Finds the top-level `key:` block: its key line at column 0 and every following line that is
  * indented or blank, up to the last indented one (comments at column 0 after it belong to what
- * follows). Checked by parsing: the text without the block must have no `ha` key and keep every
- * other key. Returns block null when the config has no `ha:`.
+ * follows). Checked by parsing: the text without the block must have no such key and keep every
+ * other key. Returns block null when the config has no such key.
  */
-export function findHaBlock(text: string): HaBlockResult {
+export function findBlock(text: string, key: LocalKey): HaBlockResult {
   const keys = topLevelKeys(text);
   if (typeof keys === 'string') return { ok: false, error: keys };
-  if (!keys.includes('ha')) return { ok: true, block: null };
+  if (!keys.includes(key)) return { ok: true, block: null };
+  const keyLine = new RegExp(`^(${key}|"${key}"|'${key}')[ \\t]*:`);
   const lines = text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
   let offset = 0;
   let first = -1;
   const starts: number[] = [];
   for (let i = 0; i < lines.length; i++) {
     starts.push(offset);
-    if (first === -1 && /^(ha|"ha"|'ha')[ \t]*:/.test(lines[i])) first = i;
+    if (first === -1 && keyLine.test(lines[i])) first = i;
     offset += lines[i].length;
   }
-  if (first === -1) return { ok: false, error: 'the ha: key must start a line at column 0' };
+  if (first === -1) return { ok: false, error: `the ${key}: key must start a line at column 0` };
   let last = first;
   for (let i = first + 1; i < lines.length; i++) {
     const line = lines[i];
@@ -62,17 +69,26 @@ export function findHaBlock(text: string): HaBlockResult {
   const end = starts[last] + lines[last].length;
   const block: HaBlock = { start, end, text: text.slice(start, end) };
   const rest = topLevelKeys(text.slice(0, start) + text.slice(end));
-  if (typeof rest === 'string' || rest.includes('ha') || rest.length !== keys.length - 1) {
-    return { ok: false, error: 'cannot tell where the ha: section ends; write it in block style, indented under ha:' };
+  if (typeof rest === 'string' || rest.includes(key) || rest.length !== keys.length - 1) {
+    return { ok: false, error: `cannot tell where the ${key}: section ends; write it in block style, indented under ${key}:` };
   }
   return { ok: true, block };
 }
 
-/** The text the two nodes share: the config without its `ha:` block. */
+/** The top-level `ha:` block (see findBlock). */
+export function findHaBlock(text: string): HaBlockResult {
+  return findBlock(text, 'ha');
+}
+
+/** The text the two nodes share: the config without its local blocks (unchanged when one cannot be told). */
 export function sharedText(text: string): string {
-  const found = findHaBlock(text);
-  if (!found.ok || !found.block) return text;
-  return text.slice(0, found.block.start) + text.slice(found.block.end);
+  let shared = text;
+  for (const key of LOCAL_KEYS) {
+    const found = findBlock(shared, key);
+    if (!found.ok) return text;
+    if (found.block) shared = shared.slice(0, found.block.start) + shared.slice(found.block.end);
+  }
+  return shared;
 }
 
 /** sha256 (hex) of the shared text: equal on both nodes when they are in sync. */
@@ -96,4 +112,29 @@ export function spliceHaBlock(received: string, localBlock: string | null): { ok
   const block = localBlock.endsWith('\n') ? localBlock : `${localBlock}\n`;
   if (!found.block) return { ok: true, text: received.length === 0 || received.endsWith('\n') ? received + block : `${received}\n${block}` };
   return { ok: true, text: received.slice(0, found.block.start) + block + received.slice(found.block.end) };
+}
+
+/** `block` at the place of `found` in `text`, or appended when `found` is null; `block` null removes. */
+function place(text: string, found: HaBlock | null, block: string | null): string {
+  const line = block === null ? '' : block.endsWith('\n') ? block : `${block}\n`;
+  if (found) return text.slice(0, found.start) + line + text.slice(found.end);
+  if (line === '') return text;
+  return text.length === 0 || text.endsWith('\n') ? text + line : `${text}\n${line}`;
+}
+
+/**
+ * The received config with this node's local blocks (from `localText`, its own file) in place
+ * of the sender's: each kept at the sender's position, appended when the sender has none, and
+ * the sender's removed where this node has none. The shared text stays byte for byte.
+ */
+export function spliceLocalBlocks(received: string, localText: string): { ok: true; text: string } | { ok: false; error: string } {
+  let text = received;
+  for (const key of LOCAL_KEYS) {
+    const mine = findBlock(localText, key);
+    if (!mine.ok) return { ok: false, error: `this node's config: ${mine.error}` };
+    const theirs = findBlock(text, key);
+    if (!theirs.ok) return theirs;
+    text = place(text, theirs.block, mine.block?.text ?? null);
+  }
+  return { ok: true, text };
 }

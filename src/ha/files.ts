@@ -1,8 +1,9 @@
 /**
  * The files a config refers to, for config sync (issue 8): certificates, keys, CA bundles,
  * passphrase files and fallback bodies travel with the config to the peer; nothing else does.
- * Node-specific files (the admin token, the peer's token, the VRRP secret) are never synced:
- * each node keeps its own. Pure functions, no I/O.
+ * Node-specific files (the tokens, the peer's token, the VRRP secret, admin.tls) are never
+ * synced: each node keeps its own. The receiver writes every file with a fixed mode by kind
+ * (issue 13), never the sender's. Pure functions, no I/O.
  */
 import { isAbsolute, normalize } from 'node:path';
 import type { BackendTlsConfig, Config } from '../config/schema';
@@ -16,11 +17,25 @@ export interface ReferencedFile {
   where: string;
 }
 
-/** Every file the config's virtual services read (TLS material and fallback bodies), first mention kept. */
+const SECRET_KINDS: ReadonlySet<ReferencedKind> = new Set(['key', 'passphrase']);
+
+/** The mode a synced file gets: 0600 for keys and passphrases, 0640 for the rest (readable by the group, e.g. a monitoring agent). */
+export function syncedFileMode(kind: ReferencedKind): number {
+  return SECRET_KINDS.has(kind) ? 0o600 : 0o640;
+}
+
+/**
+ * Every file the config's virtual services read (TLS material and fallback bodies), with the
+ * key of its first mention. A file named twice keeps the more secret kind (a PEM holding both
+ * certificate and key is a key).
+ */
 export function referencedFiles(config: Config): ReferencedFile[] {
   const found = new Map<string, ReferencedFile>();
   const add = (path: string | undefined, kind: ReferencedKind, where: string) => {
-    if (path !== undefined && !found.has(path)) found.set(path, { path, kind, where });
+    if (path === undefined) return;
+    const known = found.get(path);
+    if (!known) found.set(path, { path, kind, where });
+    else if (SECRET_KINDS.has(kind) && !SECRET_KINDS.has(known.kind)) known.kind = kind;
   };
   const backend = (tls: BackendTlsConfig | undefined, base: string) => {
     if (!tls) return;

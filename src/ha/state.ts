@@ -9,10 +9,11 @@
  *                     (vrrp_track_file, inotify): written by `carelb ha handoff` before carelb
  *                     stops, so the address moves while carelb still serves; "0" again at start
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { HaConfig } from '../config/schema';
+import { writeFileAtomic } from './atomic-write';
 
 export const DEFAULT_STATE_DIR = '/var/lib/carelb/ha';
 
@@ -68,13 +69,10 @@ export function readVrrpState(dir: string): VrrpState {
   return { state: states.size === 0 ? 'unknown' : states.size === 1 ? [...states][0] : 'mixed', instances };
 }
 
-/** Writes the release flag ("1": give up the addresses, "0": normal), atomically. */
+/** Writes the release flag ("1": give up the addresses, "0": normal), atomically (exclusive random temporary file). */
 export function writeRelease(dir: string, released: boolean): void {
   mkdirSync(dir, { recursive: true });
-  const file = releaseFile(dir);
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, released ? '1\n' : '0\n', { mode: 0o644 });
-  renameSync(tmp, file);
+  writeFileAtomic(releaseFile(dir), released ? '1\n' : '0\n', 0o644);
 }
 
 /** The VIP addresses (without prefix length) of `ha` that are on one of this host's interfaces now. */

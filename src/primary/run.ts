@@ -18,6 +18,7 @@ import { invariantCounts, snapshot, type ServerStatus, type ServiceStatus } from
 import { startAdminServer, type AdminServer } from '../admin/server';
 import { haSelfInfo } from '../admin/sync';
 import { peerOptionsFor, peerStatus, syncIfDrifted } from '../ha/client';
+import { PLAINTEXT_WARNING, pushOptions, sendProblem } from '../ha/transport';
 import { SlowStart } from './slow-start';
 import { AccessLogSink } from '../observe/access-log';
 import { LatencyBook } from '../observe/latency';
@@ -124,11 +125,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       supervisor.crashThread(0);
     });
   }
-  log.info({
-    msg: 'ready',
-    workers: threads,
-    virtual_services: initial.virtual_services.map((vs) => ({ name: vs.name, listen: `${vs.listen.host}:${vs.listen.port}`, servers: vs.servers.length })),
-  });
+  if (initial.ha?.allow_plaintext_sync) log.warn({ key: 'ha.allow_plaintext_sync' }, PLAINTEXT_WARNING);
 
   const status = () => snapshot(supervisor.config, supervisor.plan, shared);
 
@@ -180,14 +177,27 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       return { ok: false, errors };
     }
     log.info({ source, config_hash: configHash, virtual_services: config.virtual_services.length }, 'config reloaded');
-    if (config.ha?.auto_sync && !source.startsWith('ha sync')) {
-      // Push the new config to the peer (it validates and reloads, or refuses); failures are logged, not fatal.
-      void syncIfDrifted(config.ha, text, config, undefined, peerOptionsFor(config)).then(
-        (answer) => log.info({ answer }, 'ha auto_sync'),
-        (error: Error) => log.warn({ err: error.message }, 'ha auto_sync failed'),
-      );
-    }
+    if (config.ha?.auto_sync && !source.startsWith('ha sync')) autoSync(config, text);
     return { ok: true, config_hash: configHash };
+  };
+  /** Pushes a reloaded config to the peer (it validates and reloads, or refuses); failures are logged, not fatal. */
+  const autoSync = (config: Config, text: string) => {
+    const problem = sendProblem(config);
+    if (problem) {
+      log.warn({ reason: problem }, `ha auto_sync refused: ${problem}`);
+      return;
+    }
+    let peer;
+    try {
+      peer = pushOptions(config);
+    } catch (error) {
+      log.warn({ reason: (error as Error).message }, `ha auto_sync refused: ${(error as Error).message}`);
+      return;
+    }
+    void syncIfDrifted(config.ha!, text, config, options.configPath!, undefined, peer).then(
+      (answer) => log.info({ answer }, 'ha auto_sync'),
+      (error: Error) => log.warn({ err: error.message }, 'ha auto_sync failed'),
+    );
   };
   // Reloads run one after another, never interleaved.
   const reload = (source: string) => (reloading = reloading.then(() => reloadOnce(source)));
@@ -270,6 +280,13 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     throw error;
   }
   if (adminServer) log.info({ listen: `${initial.admin!.listen.host}:${adminServer.port}`, token_file: adminServer.tokenFile }, 'admin API and dashboard listening');
+  // "ready" means everything answers, the admin API included (a script that waits for it must
+  // not find the admin port refusing connections).
+  log.info({
+    msg: 'ready',
+    workers: threads,
+    virtual_services: initial.virtual_services.map((vs) => ({ name: vs.name, listen: `${vs.listen.host}:${vs.listen.port}`, servers: vs.servers.length })),
+  });
 
   return { supervisor, shared, admin, adminServer, status, reload, stop };
 }

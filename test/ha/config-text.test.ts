@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { findHaBlock, sharedHash, sharedText, spliceHaBlock, textHash } from '../../src/ha/config-text';
+import { findBlock, findHaBlock, sharedHash, sharedText, spliceHaBlock, spliceLocalBlocks, textHash } from '../../src/ha/config-text';
 import { referencedFiles, unsafePathReason, withFilePaths } from '../../src/ha/files';
 import { configFrom } from '../helpers/carelb';
 
@@ -36,7 +36,8 @@ test('the ha: block runs from its key line to its last indented line; comments a
   assert.ok(found.ok && found.block);
   assert.ok(found.block.text.startsWith('ha:\n  node_name: lb1'));
   assert.ok(found.block.text.endsWith('  # end of ha\n'));
-  assert.equal(sharedText(textA), HEAD + '# this node\n' + TAIL);
+  // admin: is node-local too (issue 13): only its comment stays in the shared text.
+  assert.equal(sharedText(textA), HEAD + '# this node\n' + '\n# admin API\n');
 });
 
 test('two nodes whose files differ only in their ha: blocks have the same shared hash and different config hashes', () => {
@@ -124,4 +125,23 @@ test('only absolute, normalized paths may be written', () => {
   assert.match(unsafePathReason('/etc/carelb/')!, /normalized/);
   assert.match(unsafePathReason('/etc/carelb/a\0b')!, /NUL/);
   assert.match(unsafePathReason('')!, /empty/);
+});
+
+test('node-local blocks: ha:, admin: and access_log: are kept from this node, dropped when it has none, appended when the sender has none', () => {
+  const sender = `workers: 2\nadmin:\n  listen: 0.0.0.0:9999\n  metrics_public: true\nvirtual_services: []\naccess_log: { path: /tmp/x.log }\nha:\n  node_name: lb1\n`;
+  const local = `workers: 1\nha:\n  node_name: lb2\naccess_log: off\nadmin:\n  listen: 127.0.0.1:9900\n`;
+  const spliced = spliceLocalBlocks(sender, local);
+  assert.ok(spliced.ok);
+  assert.equal(spliced.text, `workers: 2\nadmin:\n  listen: 127.0.0.1:9900\nvirtual_services: []\naccess_log: off\nha:\n  node_name: lb2\n`);
+  assert.equal(sharedText(spliced.text), 'workers: 2\nvirtual_services: []\n');
+  assert.equal(sharedHash(spliced.text), sharedHash(sender));
+
+  const noAdminHere = spliceLocalBlocks(sender, 'ha:\n  node_name: lb2\n');
+  assert.ok(noAdminHere.ok);
+  assert.equal(noAdminHere.text, 'workers: 2\nvirtual_services: []\nha:\n  node_name: lb2\n', "the sender's admin: and access_log: are dropped");
+  const bareSender = spliceLocalBlocks('workers: 2\n', local);
+  assert.ok(bareSender.ok);
+  assert.equal(bareSender.text, 'workers: 2\nha:\n  node_name: lb2\nadmin:\n  listen: 127.0.0.1:9900\naccess_log: off\n');
+  assert.equal(findBlock('access_log: stdout\nworkers: 1\n', 'access_log').ok, true);
+  assert.equal(spliceLocalBlocks(sender, 'admin: { listen: x,\ny: 1 }\n').ok, false, "this node's own file must be readable too");
 });

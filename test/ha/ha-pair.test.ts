@@ -126,6 +126,8 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
   // ---- per-node files: tokens, VRRP secret, config (shared part + this node's ha: block) ----
   const nodeEtc = (node: NodeKey) => join(root, `node-${node}`, 'etc');
   const tokens = { a: randomHex(), b: randomHex() };
+  // The HA sync tokens (ha.sync_token_file): each node's peer.token is the other's sync token.
+  const syncTokens = { a: randomHex(), b: randomHex() };
   const secret = randomHex().slice(0, 8);
   const head = (variant: 'base' | 'tls') =>
     [
@@ -155,6 +157,7 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
       `  peer: ${NODES[other(node)].address}`,
       `  peer_admin: ${NODES[other(node)].address}:9900`,
       `  peer_token_file: ${etc}/peer.token`,
+      `  sync_token_file: ${etc}/sync.token`,
       `  auth_secret_file: ${etc}/vrrp.secret`,
       '  vips:',
       `    - { address: ${VIP}/24 }`,
@@ -162,13 +165,29 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
       '  check_script_user: root',
       '',
     ].join('\n');
-  const tail = ['# admin API: /healthz for the keepalived check, /api/ha for sync', 'admin:', '  listen: 0.0.0.0:9900', `  token_file: ${etc}/admin.token`, ''].join('\n');
+  const tail = [
+    '# admin API: /healthz for the keepalived check, /api/ha for sync (HTTPS: sync carries keys)',
+    'admin:',
+    '  listen: 0.0.0.0:9900',
+    `  token_file: ${etc}/admin.token`,
+    `  tls: { cert: ${etc}/admin.pem, key: ${etc}/admin.key, ca: ${etc}/admin-ca.pem }`,
+    '',
+  ].join('\n');
+  // One admin certificate for both nodes (IP SANs of both), from the pair's own CA.
+  const pki = join(root, 'pki');
+  mkdirSync(pki);
+  const adminCa = makeCa(pki, 'admin-ca');
+  const adminCert = makeCert(pki, adminCa, 'admin', { cn: 'carelb-admin', sans: [`IP:${NODES.a.address}`, `IP:${NODES.b.address}`] });
   const configText = (node: NodeKey, variant: 'base' | 'tls') => `${head(variant)}${haBlock(node)}${tail}`;
   for (const node of ['a', 'b'] as const) {
     mkdirSync(nodeEtc(node), { recursive: true });
     writeFileSync(join(nodeEtc(node), 'admin.token'), `${tokens[node]}\n`, { mode: 0o600 });
-    writeFileSync(join(nodeEtc(node), 'peer.token'), `${tokens[other(node)]}\n`, { mode: 0o600 });
+    writeFileSync(join(nodeEtc(node), 'sync.token'), `${syncTokens[node]}\n`, { mode: 0o600 });
+    writeFileSync(join(nodeEtc(node), 'peer.token'), `${syncTokens[other(node)]}\n`, { mode: 0o600 });
     writeFileSync(join(nodeEtc(node), 'vrrp.secret'), `${secret}\n`, { mode: 0o600 });
+    writeFileSync(join(nodeEtc(node), 'admin.pem'), readFileSync(adminCert.cert));
+    writeFileSync(join(nodeEtc(node), 'admin.key'), readFileSync(adminCert.key), { mode: 0o600 });
+    writeFileSync(join(nodeEtc(node), 'admin-ca.pem'), readFileSync(adminCa.cert));
     writeFileSync(join(nodeEtc(node), 'carelb.yaml'), configText(node, 'base'));
   }
   const onNode = (node: NodeKey) => ({ bind: { source: nodeEtc(node), target: etc }, env: { CARELB_HA_STATE_DIR: `${etc}/ha-state` } });
@@ -330,7 +349,7 @@ test('HA pair: keepalived moves the VIP between two carelb nodes, config sync ke
   await startCarelb('b');
 
   const admin = async (from: NodeKey, to: NodeKey, method: string, path: string, body?: unknown) => {
-    const result = await net.run(from, [process.execPath, '-e', REQUEST_SCRIPT, method, `http://${NODES[to].address}:9900${path}`, JSON.stringify({ authorization: `Bearer ${tokens[to]}`, 'content-type': 'application/json' })], {
+    const result = await net.run(from, [process.execPath, '-e', REQUEST_SCRIPT, method, `https://${NODES[to].address}:9900${path}`, JSON.stringify({ authorization: `Bearer ${syncTokens[to]}`, 'content-type': 'application/json' })], {
       stdin: body === undefined ? '' : JSON.stringify(body),
     });
     const answer = JSON.parse(result.stdout) as { status: number; text: string };

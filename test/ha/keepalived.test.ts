@@ -222,6 +222,6 @@ test('carelb ha handoff with no virtual IP here writes the release flag and retu
   assert.match(out.join(''), /holds none of the virtual IPs/);
   assert.equal(await runHa(['resume', '--state-dir', join(dir, 'state')], sink, sink), 0);
   assert.equal(readFileSync(join(dir, 'state', 'release'), 'utf8'), '0\n');
-  assert.equal(await runHa(['bogus'], sink, sink), 1);
+  assert.equal(await runHa(['bogus'], sink, sink), 2, 'a command-line mistake exits 2 with the usage');
   assert.match(out.join(''), /unknown command "bogus"/);
 });

@@ -5,102 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { Writable } from 'node:stream';
-import pino from 'pino';
-import { startAdminServer } from '../../src/admin/server';
-import { loadConfigText } from '../../src/config/load';
+import { test } from 'node:test';
 import type { HaConfig } from '../../src/config/schema';
 import { peerStatus, pushConfig } from '../../src/ha/client';
 import { runHa } from '../../src/ha/command';
 import { sharedHash, textHash } from '../../src/ha/config-text';
-import { runCarelb } from '../../src/primary/run';
-import { startBackend } from '../helpers/backend';
-import { tempDir } from '../helpers/carelb';
+import { eventually } from '../helpers/carelb';
 import { makeCa, makeCert } from '../helpers/certs';
 import { freePort } from '../helpers/ports';
-
-interface Node {
-  dir: string;
-  configPath: string;
-  adminPort: number;
-  token: string;
-  tokenFile: string;
-  stateDir: string;
-  /** The receiver's text for a shared part. */
-  textFor(shared: string): string;
-  shared(extra?: string, weight?: number): string;
-  senderText(shared: string): string;
-  call(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: any }>;
-  hash(): string;
-  logs: Record<string, unknown>[];
-}
-
-const haBlock = (name: string, priority: number, peer: string, extra = '') =>
-  `ha:\n  node_name: ${name}\n  interface: eth0\n  priority: ${priority}\n  virtual_router_id: 51\n  peer: ${peer}\n${extra}  vips:\n    - { address: 10.0.0.100/24 }\n`;
-
-/** carelb "node b" in this process, its admin server started with configPath. */
-async function startReceiver(t: TestContext, options: { withHa?: boolean; withConfigPath?: boolean } = {}): Promise<Node> {
-  const dir = tempDir(t);
-  const backend = await startBackend('api1');
-  t.after(() => backend.close());
-  const port = await freePort();
-  const stateDir = join(dir, 'ha-state');
-  mkdirSync(stateDir);
-  const tokenFile = join(dir, 'admin.token');
-  const shared = (extra = '', weight = 1) =>
-    `# shared by the pair\nworkers: 1\npin_workers: false\nshutdown_grace: 1s\nvirtual_services:\n  - name: api\n    listen: 127.0.0.1:${port}\n    servers:\n      - { name: api1, address: ${backend.address}, weight: ${weight} }\n${extra}`;
-  const admin = `admin:\n  listen: 127.0.0.1:9\n  token_file: ${tokenFile}\n`;
-  const textFor = (s: string) => `${s}${options.withHa === false ? '' : haBlock('lb2', 100, '10.0.0.2')}${admin}`;
-  const senderText = (s: string) => `${s}${haBlock('lb1', 150, '10.0.0.3')}${admin}`;
-  const configPath = join(dir, 'carelb.yaml');
-  const text = textFor(shared());
-  writeFileSync(configPath, text, { mode: 0o640 });
-  const loaded = loadConfigText(text, configPath);
-  if (!loaded.ok) throw new Error(loaded.errors.join('; '));
-  const logs: Record<string, unknown>[] = [];
-  const log = pino(
-    { level: 'info' },
-    new Writable({
-      write(chunk: Buffer, _e, done) {
-        for (const line of chunk.toString().split('\n')) if (line.startsWith('{')) logs.push(JSON.parse(line));
-        done();
-      },
-    }),
-  );
-  // The primary would start the admin server itself; here it is started with configPath (as the
-  // primary will pass it) on a free port.
-  const running = await runCarelb({ ...loaded.config, admin: undefined }, { configPath, configText: text, log });
-  t.after(() => running.stop());
-  const previous = process.env.CARELB_HA_STATE_DIR;
-  process.env.CARELB_HA_STATE_DIR = stateDir;
-  const server = await startAdminServer(running.admin, loaded.config.admin!, log, { port: 0, configPath: options.withConfigPath === false ? undefined : configPath, auditLog: join(dir, 'audit.log') });
-  if (previous === undefined) delete process.env.CARELB_HA_STATE_DIR;
-  else process.env.CARELB_HA_STATE_DIR = previous;
-  t.after(() => server.close());
-  const token = readFileSync(tokenFile, 'utf8').trim();
-  const call = (method: string, path: string, body?: unknown, as = token) =>
-    new Promise<{ status: number; json: any }>((resolve, reject) => {
-      const payload = body === undefined ? '' : JSON.stringify(body);
-      const req = http.request({ host: '127.0.0.1', port: server.port, method, path, agent: false, headers: { authorization: `Bearer ${as}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
-      });
-      req.on('error', reject);
-      req.end(payload);
-    });
-  return { dir, configPath, adminPort: server.port, token, tokenFile, stateDir, textFor, shared, senderText, call, hash: () => running.admin.configHash(), logs };
-}
-
-function pem(dir: string, name: string, cn = 'api.example.test'): { cert: string; key: string; certText: string; keyText: string } {
-  mkdirSync(dir, { recursive: true });
-  const pair = makeCert(dir, makeCa(dir, `${name}-ca`), name, { cn });
-  return { ...pair, certText: readFileSync(pair.cert, 'utf8'), keyText: readFileSync(pair.key, 'utf8') };
-}
-const b64 = (text: string) => Buffer.from(text).toString('base64');
+import { b64, haBlock, pem, startReceiver } from './receiver';
 
 test('a valid sync writes the files and the config (with the receiver’s own ha: block) and reloads', async (t) => {
   const b = await startReceiver(t);
@@ -126,14 +40,17 @@ test('a valid sync writes the files and the config (with the receiver’s own ha
   assert.deepEqual(answer.json.files_written, [`${target}/api.pem`, `${target}/api.key`]);
   assert.equal(readFileSync(`${target}/api.key`, 'utf8'), generated.keyText);
   assert.equal(statSync(`${target}/api.key`).mode & 0o777, 0o600);
-  assert.equal(statSync(`${target}/api.pem`).mode & 0o777, 0o644);
+  assert.equal(statSync(`${target}/api.pem`).mode & 0o777, 0o640, 'fixed modes by kind, not the 0644 the sender sent');
   assert.equal(statSync(b.configPath).mode & 0o777, 0o640, 'the config keeps its mode');
   assert.ok(answer.json.warnings.some((w: string) => w.includes(`${target}/api.pem`) && /expires in/.test(w)), 'warnings name the real paths');
 
   const peer = await b.call('GET', '/api/ha/peer');
   assert.equal(peer.status, 200);
   assert.deepEqual({ ...peer.json, vrrp: undefined }, { node: 'lb2', config_hash: textHash(written), shared_hash: sharedHash(sent), config_file_changed: false, vrrp: undefined });
-  const audit = readFileSync(join(b.dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  // The audit log is written asynchronously: wait for the sync's line.
+  const auditLines = () => (existsSync(join(b.dir, 'audit.log')) ? readFileSync(join(b.dir, 'audit.log'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
+  await eventually(() => auditLines().some((e) => e.action === 'ha_sync'), 10_000, 'the sync in the audit log');
+  const audit = auditLines();
   assert.deepEqual(
     audit.filter((e) => e.action === 'ha_sync').map((e) => [e.result, e.files]),
     [['ok', 2]],
@@ -206,7 +123,7 @@ test('a config the reload refuses (workers changed) is rolled back: new files re
   assert.equal(b.hash(), hash);
 });
 
-test('409 when the instance has no config file or the node no ha: section', async (t) => {
+test('409 when the instance has no config file; 403 when the node has no ha: section (so no sync token)', async (t) => {
   const builtIn = await startReceiver(t, { withConfigPath: false });
   const noFile = await builtIn.call('POST', '/api/ha/config', { config_text: builtIn.senderText(builtIn.shared()), files: [] });
   assert.equal(noFile.status, 409);
@@ -215,12 +132,15 @@ test('409 when the instance has no config file or the node no ha: section', asyn
   assert.equal(peer.json.shared_hash, null);
   assert.equal(peer.json.config_file_changed, false);
 
-  const notHa = await startReceiver(t, { withHa: false });
-  const refused = await notHa.call('POST', '/api/ha/config', { config_text: notHa.senderText(notHa.shared()), files: [] });
-  assert.equal(refused.status, 409);
-  assert.match(refused.json.errors[0], /has no ha: section/);
-  const wrongMethod = await notHa.call('GET', '/api/ha/config');
+  const wrongMethod = await builtIn.call('GET', '/api/ha/config');
   assert.equal(wrongMethod.status, 405);
+
+  // Without ha: there is no sync token (ha.sync_token_file): /api/ha/ is closed to every token.
+  const notHa = await startReceiver(t, { withHa: false });
+  const operate = readFileSync(notHa.adminTokenFile, 'utf8').trim();
+  const refused = await notHa.call('POST', '/api/ha/config', { config_text: notHa.senderText(notHa.shared()), files: [] }, operate);
+  assert.equal(refused.status, 403);
+  assert.match(refused.json.error, /ha\.sync_token_file/);
 });
 
 test('GET /api/ha/peer: the VRRP state from the notify files, and a config file edited since it was loaded', async (t) => {
@@ -258,7 +178,8 @@ test('the sender: peerStatus and pushConfig against the peer, and `carelb ha syn
   const generated = makeCert(dirA, makeCa(dirA), 'api', { cn: 'api.example.test', passphrase: 'correct horse' });
   writeFileSync(passphrase, 'correct horse\n', { mode: 0o600 });
   const shared = b.shared(`  - name: api-tls\n    listen: 127.0.0.1:${await freePort()}\n    tls: { cert: ${generated.cert}, key: ${generated.key}, passphrase_file: ${passphrase} }\n    servers:\n      - { name: api1, address: 127.0.0.1:9 }\n`);
-  const haA = haBlock('lb1', 150, '10.0.0.3', `  peer_admin: 127.0.0.1:${b.adminPort}\n  peer_token_file: ${b.tokenFile}\n`);
+  // Plain HTTP on loopback, accepted explicitly (ha-sync-transport.test.ts covers TLS).
+  const haA = haBlock('lb1', 150, '10.0.0.3', `  peer_admin: 127.0.0.1:${b.adminPort}\n  peer_token_file: ${b.tokenFile}\n  allow_plaintext_sync: true\n`);
   const textA = `${shared}${haA}`;
   const fileA = join(dirA, 'carelb.yaml');
   writeFileSync(fileA, textA);

@@ -16,7 +16,7 @@ import { loadConfigText } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
 import { runCarelb, type Running } from '../../src/primary/run';
 import { startBackend, type TestBackend } from './backend';
-import { tempDir } from './carelb';
+import { eventually, tempDir } from './carelb';
 import { freePort } from './ports';
 
 export interface AdminHarness {
@@ -37,6 +37,8 @@ export interface AdminHarness {
   /** carelb's own log lines (JSON) since start. */
   logLines: Record<string, unknown>[];
   auditLines(): Record<string, unknown>[];
+  /** Waits until the audit log (written asynchronously) holds lines for which `match` is true; returns them. */
+  auditWhen(match: (lines: Record<string, unknown>[]) => boolean, what?: string): Promise<Record<string, unknown>[]>;
   /** Calls the admin server; `token: null` sends no Authorization header. */
   call(method: string, path: string, token?: string | null): Promise<AdminReply>;
 }
@@ -75,6 +77,8 @@ export interface HarnessOptions {
   backends?: string[];
   workers?: number;
   metricsPublic?: boolean;
+  /** More config for this test, given the temp dir: keys merged into `admin:`, and an `ha:` block. */
+  extra?: (dir: string) => { admin?: Record<string, unknown>; ha?: Record<string, unknown> };
 }
 
 export async function startWithAdmin(t: TestContext, options: HarnessOptions = {}): Promise<AdminHarness> {
@@ -85,12 +89,14 @@ export async function startWithAdmin(t: TestContext, options: HarnessOptions = {
 
   const port = await freePort();
   const adminPort = await freePort();
+  const extra = options.extra?.(dir) ?? {};
   const document = {
     workers: options.workers ?? 2,
     pin_workers: false,
     shutdown_grace: '2s',
     virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, balance: 'roundrobin', servers: backends.map((b) => ({ name: b.name, address: b.address })) }],
-    admin: { listen: `127.0.0.1:${adminPort}`, token_file: join(dir, 'secrets', 'admin.token'), metrics_public: options.metricsPublic ?? false },
+    admin: { listen: `127.0.0.1:${adminPort}`, token_file: join(dir, 'secrets', 'admin.token'), metrics_public: options.metricsPublic ?? false, ...extra.admin },
+    ...(extra.ha ? { ha: extra.ha } : {}),
   };
   const configPath = join(dir, 'carelb.yaml');
   const text = stringify(document);
@@ -108,6 +114,18 @@ export async function startWithAdmin(t: TestContext, options: HarnessOptions = {
   const log = pino({ level: 'info' }, sink);
 
   const auditPath = join(dir, 'logs', 'audit.log');
+  const auditLines = (): Record<string, unknown>[] => {
+    let content = '';
+    try {
+      content = readFileSync(auditPath, 'utf8');
+    } catch {
+      return [];
+    }
+    return content
+      .split('\n')
+      .filter((line) => line.length > 0)
+      .map((line) => JSON.parse(line));
+  };
   const running = await runCarelb(loaded.config, { configPath, configText: text, log, auditLog: auditPath });
   t.after(() => running.stop());
   const admin = running.adminServer!;
@@ -126,17 +144,10 @@ export async function startWithAdmin(t: TestContext, options: HarnessOptions = {
     port,
     backends,
     logLines,
-    auditLines: () => {
-      let content = '';
-      try {
-        content = readFileSync(auditPath, 'utf8');
-      } catch {
-        return [];
-      }
-      return content
-        .split('\n')
-        .filter((line) => line.length > 0)
-        .map((line) => JSON.parse(line));
+    auditLines,
+    auditWhen: async (match, what = 'the audit lines') => {
+      await eventually(() => match(auditLines()), 10_000, what);
+      return auditLines();
     },
     call: (method, path, token = undefined) => adminCall(admin.port, method, path, token === undefined ? readFileSync(admin.tokenFile, 'utf8').trim() : token),
   };

@@ -49,7 +49,7 @@ test('the first start generates a 64-hex-digit token file with mode 0600 (parent
   assert.equal(reply.status, 200);
 });
 
-test('every /api endpoint and /metrics answer 401 without a token and with a wrong one, count and audit each refusal, and work with the right token', async (t) => {
+test('every /api endpoint and /metrics answer 401 without a token and with a wrong one, count each refusal and audit it in a summary, and work with the right token', async (t) => {
   const lb = await startWithAdmin(t);
   let refusals = 0;
   for (const [method, path] of API_ENDPOINTS) {
@@ -71,12 +71,18 @@ test('every /api endpoint and /metrics answer 401 without a token and with a wro
 
   const metrics = await lb.call('GET', '/metrics');
   assert.match(metrics.text, new RegExp(`^carelb_admin_unauthorized_total ${refusals}$`, 'm'));
-  const audited = lb.auditLines().filter((line) => line.action === 'unauthorized');
-  assert.equal(audited.length, refusals);
-  assert.deepEqual(audited[0].result, 'no token');
-  assert.deepEqual(audited[1].result, 'wrong token');
+  // Refusals are audited as counted summaries per source and window (issue 13), not one line each.
+  const refused = (lines: Record<string, unknown>[]) => lines.filter((line) => line.action === 'unauthorized');
+  const total = (lines: Record<string, unknown>[]) => refused(lines).reduce((sum, line) => sum + Number(line.count), 0);
+  const audited = refused(await lb.auditWhen((lines) => total(lines) === refusals, `${refusals} refusals in the audit log`));
+  assert.ok(audited.length < refusals, `${audited.length} lines for ${refusals} refusals`);
+  const results: Record<string, number> = {};
+  for (const line of audited) for (const [result, n] of Object.entries(line.results as Record<string, number>)) results[result] = (results[result] ?? 0) + n;
+  assert.deepEqual(results, { 'no token': 13, 'wrong token': 12 });
+  assert.equal(audited[0].result, 'no token', 'the first refusal of the window');
   assert.equal(audited[0].source, '127.0.0.1');
   assert.equal(audited[0].target, 'GET /api/status');
+  assert.equal((audited[0].targets as Record<string, number>)['GET /api/status'], 4);
 });
 
 test('GET /healthz and GET / need no token; the page loads nothing from elsewhere and only runs its own script', async (t) => {
@@ -179,7 +185,8 @@ test('draining a server through the API stops new requests to it at the front en
   assert.equal(online.json.admin, 'online');
   assert.ok((await sendThroughCarelb(lb, 10)).includes('b1'), 'an online server takes requests again');
 
-  const changes = lb.auditLines().filter((line) => ['drain', 'halt', 'online'].includes(String(line.action)));
+  const isChange = (line: Record<string, unknown>) => ['drain', 'halt', 'online'].includes(String(line.action));
+  const changes = (await lb.auditWhen((lines) => lines.filter(isChange).length >= 3, 'three state changes audited')).filter(isChange);
   assert.deepEqual(
     changes.map((line) => [line.action, line.target, line.result, line.from, line.to, line.source, line.audit]),
     [
@@ -211,7 +218,7 @@ test('server actions answer 404 with a message for unknown names or actions, 405
 
   const status = await lb.call('GET', '/api/status');
   assert.ok(status.json.virtual_services[0].servers.every((s: { admin: string }) => s.admin === 'online'), 'nothing changed');
-  const notFound = lb.auditLines().filter((line) => line.result === 'not found');
+  const notFound = (await lb.auditWhen((lines) => lines.filter((line) => line.result === 'not found').length >= 2)).filter((line) => line.result === 'not found');
   assert.deepEqual(notFound.map((line) => line.target), ['api/nope', 'web/b1']);
 });
 
@@ -243,7 +250,7 @@ test('POST /api/reload applies a valid config (200, new hash) and refuses an inv
   assert.equal(after.virtual_services[0].servers[1].weight, 3);
   assert.equal((await request(lb.port)).status, 200, 'still serving');
 
-  const reloads = lb.auditLines().filter((line) => line.action === 'reload');
+  const reloads = (await lb.auditWhen((lines) => lines.filter((line) => line.action === 'reload').length >= 3)).filter((line) => line.action === 'reload');
   assert.deepEqual(reloads.map((line) => line.result), ['ok', 'ok', 'invalid config']);
   assert.deepEqual(reloads[2].errors, refused.json.errors);
 });

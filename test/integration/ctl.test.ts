@@ -76,7 +76,7 @@ test('ctl drain|halt|online VS/SERVER changes the state the API reports; flags o
   const servers = (await lb.call('GET', '/api/status')).json.virtual_services[0].servers;
   assert.deepEqual(servers.map((s: { admin: string }) => s.admin), ['online', 'halt']);
   assert.deepEqual(
-    lb.auditLines().map((line) => [line.action, line.target]),
+    (await lb.auditWhen((lines) => lines.length >= 3)).map((line) => [line.action, line.target]),
     [
       ['drain', 'api/b1'],
       ['halt', 'api/b2'],
@@ -95,14 +95,19 @@ test('ctl names unknown servers and virtual services with the API\'s 404 message
   const lb = await startWithAdmin(t);
   assert.deepEqual(await ctl(['drain', 'api/nope', '-c', lb.configPath]), { code: 1, out: '', err: 'carelb ctl: no server "nope" in virtual service "api"\n' });
   assert.deepEqual(await ctl(['drain', 'web/b1', '-c', lb.configPath]), { code: 1, out: '', err: 'carelb ctl: no virtual service "web"\n' });
-  assert.deepEqual(await ctl(['drain', 'b1', '-c', lb.configPath]), { code: 1, out: '', err: 'carelb ctl: drain needs VS/SERVER, e.g. carelb ctl drain api/server1\n' });
+  // Command-line mistakes exit 2 with the usage (issue 13).
+  const operand = await ctl(['drain', 'b1', '-c', lb.configPath]);
+  assert.equal(operand.code, 2);
+  assert.match(operand.err, /^carelb ctl: drain needs VS\/SERVER, e.g. carelb ctl drain api\/server1\n\nusage: carelb ctl/);
   const unknown = await ctl(['restart', '-c', lb.configPath]);
-  assert.equal(unknown.code, 1);
+  assert.equal(unknown.code, 2);
   assert.match(unknown.err, /^carelb ctl: unknown command "restart"\n\nusage: carelb ctl/);
-  assert.equal((await ctl(['status', '--verbose'])).err, 'carelb ctl: unknown option --verbose\n');
+  const option = await ctl(['status', '--verbose']);
+  assert.equal(option.code, 2);
+  assert.match(option.err, /^carelb ctl: unknown option --verbose\n\nusage: carelb ctl/);
   const usage = await ctl([]);
-  assert.equal(usage.code, 1);
-  assert.match(usage.err, /^usage: carelb ctl <command>/);
+  assert.equal(usage.code, 2);
+  assert.match(usage.err, /^carelb ctl: a command is required\n\nusage: carelb ctl <command>/);
   assert.equal((await ctl(['help'])).code, 0);
 });
 
@@ -131,7 +136,8 @@ test('ctl says when the admin token is refused or unreadable, and when carelb is
   writeFileSync(wrong, `${'0'.repeat(64)}\n`, { mode: 0o600 });
   const refused = await spawnCtl(['status', '--admin', `127.0.0.1:${lb.adminPort}`, '--token-file', wrong]);
   assert.deepEqual(refused, { code: 1, out: '', err: 'carelb ctl: the admin token was refused (401): check --token-file (or admin.token_file in the config)\n' });
-  assert.equal(lb.auditLines().filter((line) => line.action === 'unauthorized').length, 1);
+  const audited = await lb.auditWhen((lines) => lines.some((line) => line.action === 'unauthorized'), 'the refusal in the audit log');
+  assert.deepEqual(audited.filter((line) => line.action === 'unauthorized').map((line) => [line.count, line.result]), [[1, 'wrong token']]);
 
   const missing = join(dir, 'missing.token');
   assert.deepEqual(await ctl(['status', '--admin', `127.0.0.1:${lb.adminPort}`, '--token-file', missing]), {

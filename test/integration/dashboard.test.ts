@@ -131,6 +131,6 @@ test('the dashboard asks for the token, shows the servers live, and a confirmed 
   assert.deepEqual(requested.filter((url) => !url.startsWith(origin)), [], 'no request left the admin server');
   // The one 401 is the wrong token typed on purpose above; Chromium logs every failed fetch.
   assert.deepEqual(problems, ['console: Failed to load resource: the server responded with a status of 401 (Unauthorized)']);
-  const audit = lb.auditLines().filter((line) => line.action === 'drain');
+  const audit = (await lb.auditWhen((lines) => lines.some((line) => line.action === 'drain'))).filter((line) => line.action === 'drain');
   assert.deepEqual(audit.map((line) => [line.target, line.result]), [['api/b1', 'ok']]);
 });

@@ -7,10 +7,10 @@ import { spawnCli, tempDir, waitForLog } from '../helpers/carelb';
 import { request } from '../helpers/client';
 import { freePort } from '../helpers/ports';
 
-test('carelb start without -c runs the demo: plain, TLS offload and TLS bridging in front of demo EHR servers', async (t) => {
+test('carelb demo runs the demo: plain, TLS offload and TLS bridging in front of demo EHR servers', async (t) => {
   const state = tempDir(t);
   const [plain, offload, bridge] = [await freePort(), await freePort(), await freePort()];
-  const child = spawnCli(t, ['start'], {
+  const child = spawnCli(t, ['demo'], {
     CARELB_STATE_DIR: state,
     CARELB_DEMO_PORT: String(plain),
     CARELB_DEMO_OFFLOAD_PORT: String(offload),

@@ -30,7 +30,7 @@ async function node(t: TestContext, dir: string, name: string, ports: { lb: numb
     workers: 1,
     pin_workers: false,
     admin: { listen: `127.0.0.1:${ports.admin}`, token_file: join(dir, `${name}.token`), tls },
-    ha: { node_name: name, interface: 'lo', virtual_router_id: 51, peer: '127.0.0.1', peer_admin: `127.0.0.1:${ports.peerAdmin}`, peer_token_file: join(dir, `${name}.peer-token`), vips: [{ address: '127.0.0.250/32' }] },
+    ha: { node_name: name, interface: 'lo', virtual_router_id: 51, peer: '127.0.0.1', peer_admin: `127.0.0.1:${ports.peerAdmin}`, peer_token_file: join(dir, `${name}.peer-token`), sync_token_file: join(dir, `${name}.sync-token`), vips: [{ address: '127.0.0.250/32' }] },
     virtual_services: [{ name: 'api', listen: `127.0.0.1:${ports.lb}`, servers: [{ name: 'api', address: backendAddress }] }],
   };
   const path = join(dir, `${name}.yaml`);
@@ -52,10 +52,10 @@ test('HA peers reach each other over HTTPS: status shows the peer, and a sync ov
   t.after(() => api.close());
   const [lbA, lbB, adminA, adminB] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const b = await node(t, dir, 'lb2', { lb: lbB, admin: adminB, peerAdmin: adminA }, tls, api.address);
-  // Each node holds the other's admin token as its peer token.
-  writeFileSync(join(dir, 'lb1.peer-token'), readFileSync(join(dir, 'lb2.token')));
+  // Each node holds the other's sync token as its peer token.
+  writeFileSync(join(dir, 'lb1.peer-token'), readFileSync(join(dir, 'lb2.sync-token')));
   const a = await node(t, dir, 'lb1', { lb: lbA, admin: adminA, peerAdmin: adminB }, tls, api.address);
-  writeFileSync(join(dir, 'lb2.peer-token'), readFileSync(join(dir, 'lb1.token')));
+  writeFileSync(join(dir, 'lb2.peer-token'), readFileSync(join(dir, 'lb1.sync-token')));
 
   await eventually(() => {
     const peer = a.running.admin.ha()?.peer as { node?: string } | null;

@@ -1,0 +1,46 @@
+/**
+ * The dashboard with a read token (issue 13): it shows the services and servers but none of the
+ * drain, halt and online buttons (the API would refuse them with 403), and says why; signed in
+ * again with an operate token the buttons are there. Debian's chromium, headless, driven by
+ * playwright-core, against a real carelb; skipped only where /usr/bin/chromium is absent.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { startWithAdmin } from '../helpers/admin-context';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+test('a read token sees the servers without action buttons; an operate token gets them', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install -y chromium)` }, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const lb = await startWithAdmin(t, { extra: (dir) => ({ admin: { tokens: [{ file: join(dir, 'secrets', 'read.token'), role: 'read' }] } }) });
+  const read = readFileSync(join(lb.dir, 'secrets', 'read.token'), 'utf8').trim();
+  const context = await chromium.launchPersistentContext(join(lb.dir, 'chromium-profile'), { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  t.after(() => context.close());
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(15_000);
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+  });
+
+  await page.goto(`http://127.0.0.1:${lb.adminPort}/`);
+  await page.getByLabel('Admin token').fill(read);
+  await page.getByRole('button', { name: 'Show the dashboard' }).click();
+  const b1 = page.locator('tr[data-server="api/b1"][data-admin="online"]');
+  await b1.waitFor();
+  await page.locator('#access', { hasText: 'read-only' }).waitFor();
+  assert.equal(await page.locator('button[data-action]:visible').count(), 0, 'no drain, halt or online button for a read token');
+  assert.equal(await page.getByRole('button', { name: 'Drain b1 in api' }).count(), 0);
+
+  await page.getByRole('button', { name: 'Forget token' }).click();
+  await page.getByLabel('Admin token').fill(lb.token);
+  await page.getByRole('button', { name: 'Show the dashboard' }).click();
+  await page.getByRole('button', { name: 'Drain b1 in api' }).waitFor();
+  assert.equal(await page.locator('button[data-action]:visible').count(), 6, 'three buttons per server');
+  assert.equal(await page.locator('#access').isHidden(), true);
+  assert.deepEqual(problems, []);
+});

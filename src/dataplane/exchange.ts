@@ -45,6 +45,7 @@ import { ResponseWriter, type WriterListener } from './response-writer';
 import { retryFor } from './retry';
 import { describeThrown, FaultPoint, injectFault } from './faults';
 import type { ActiveLinks } from './active-list';
+import { CloseMode, endsWithClose } from './close-mode';
 import { coarseClock } from './clock';
 
 export const enum Phase {
@@ -234,7 +235,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       // Whether the response finishes here or later, the client is told now whether it may reuse its connection.
       // A bodyless or empty response is finished by this call: the client must be flowing first.
       if (bodyless || contentLength === 0) this.body.releaseClient();
-      this.writer.begin(status, head, contentLength, bodyless, this.closeClient());
+      this.writer.begin(status, head, contentLength, bodyless, this.closeMode());
     } catch (error) {
       this.fault(error);
     }
@@ -477,12 +478,14 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   }
 
   /**
-   * Whether the client connection must close after this response: during shutdown, when its
-   * listener was replaced (new certificates), and when the request body was not read to its
-   * end (the rest would be taken for the next request).
+   * How the client connection ends after this response (close-mode.ts): it closes during
+   * shutdown and when its listener was replaced (new certificates); a request body still
+   * arriving is never cut by that close, only told to stop (`Connection: close`), and so is a
+   * response that comes before the body was read to its end.
    */
-  private closeClient(): boolean {
-    return this.vs.closing || this.listener.lingering || !this.body.done;
+  private closeMode(): CloseMode {
+    if (!this.body.done) return CloseMode.Advise;
+    return this.vs.closing || this.listener.lingering ? CloseMode.AfterResponse : CloseMode.Keep;
   }
 
   /** Destroys the server connection (never reused) and releases the server. */
@@ -515,7 +518,8 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     this.status = ERRORS[name].status;
     this.body.releaseClient();
     writer.finished = true;
-    respondError(this.vs, this.res, name, this.closeClient(), this.request.method === 'HEAD');
+    // A body that stalled is not arriving: nothing to linger for, the connection closes.
+    respondError(this.vs, this.res, name, name === 'BODY_TIMEOUT' ? CloseMode.AfterResponse : this.closeMode(), this.request.method === 'HEAD');
   }
 
   /**
@@ -557,12 +561,13 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     this.body.releaseClient();
     this.writer.finished = true;
     const res = this.res;
-    const close = this.closeClient();
+    const close = this.closeMode();
     this.enter(Phase.Done);
     res.cork(() => {
       res.writeStatus(`${fallback.status} ${STATUS_TEXT[fallback.status] ?? 'Unavailable'}`).writeHeader('content-type', fallback.contentType).writeHeader('x-carelb-error', ERRORS.NO_SERVER.code);
       if (fallback.retryAfter !== null) res.writeHeader('retry-after', fallback.retryAfter);
-      res.end(fallback.body, close);
+      if (close === CloseMode.Advise) res.writeHeader('connection', 'close');
+      res.end(fallback.body, endsWithClose(close));
     });
   }
 

@@ -9,6 +9,7 @@ import type { Uws } from '../native';
 import { Exchange, type ClientListener } from './exchange';
 import { copyRequest, type RequestInfo } from './request-head';
 import { countError, refuseAndClose, refuseKeepingConnection, respondError } from './respond';
+import { CloseMode } from './close-mode';
 import { describeThrown, FAULT_HEADER, FAULT_INJECTION, faultPoint, FaultPoint, injectFault } from './faults';
 import type { ErrorName } from '../errors';
 import type { ServiceRuntime } from './service';
@@ -72,7 +73,7 @@ function handlerFault(vs: ServiceRuntime, res: HttpResponse, exchange: Exchange 
   vs.events.report('fault', `request handler: ${describeThrown(error)}`);
   try {
     res.onAborted(NOOP);
-    respondError(vs, res, 'INTERNAL', true, false);
+    respondError(vs, res, 'INTERNAL', CloseMode.AfterResponse, false);
   } catch {
     try {
       res.close();

@@ -8,6 +8,7 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, errorIndex, type ErrorName } from '../errors';
 import { statusClassOffset, V } from '../state/stats';
 import type { ServiceRuntime } from './service';
+import { CloseMode, endsWithClose } from './close-mode';
 
 /** Counts `name` for the service (also for failures that send nothing, such as a client abort). */
 export function countError(vs: ServiceRuntime, name: ErrorName): void {
@@ -15,20 +16,22 @@ export function countError(vs: ServiceRuntime, name: ErrorName): void {
 }
 
 /**
- * Answers with error `name`. `close`: close the connection after it (a request whose body was
- * not read, or a limit that makes the rest of the connection untrustworthy). `detail`: what
- * was wrong with the client's own request (a 400), never internal detail.
+ * Answers with error `name`. `close` (close-mode.ts): close the connection after it (a limit
+ * that makes the rest of the connection untrustworthy), or only advise it (a request body
+ * still arriving). `detail`: what was wrong with the client's own request (a 400), never
+ * internal detail.
  */
-export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, close: boolean, head: boolean, detail?: string, headers?: [string, string][]): void {
+export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, close: CloseMode, head: boolean, detail?: string, headers?: [string, string][]): void {
   const error = ERRORS[name];
   countError(vs, name);
   vs.views.stats[vs.statBase + V.responses_1xx + statusClassOffset(error.status)]++;
   res.cork(() => {
     res.writeStatus(`${error.status} ${error.reason}`).writeHeader('content-type', 'text/plain; charset=utf-8').writeHeader('x-carelb-error', error.code);
     if (headers) for (const [key, value] of headers) res.writeHeader(key, value);
+    if (close === CloseMode.Advise) res.writeHeader('connection', 'close');
     // RFC 9110 §9.3.2: no body in an answer to HEAD, or a kept-alive client reads it as the next response.
-    if (head) res.endWithoutBody(0, close);
-    else res.end(detail ? `${error.message}: ${detail}\n` : `${error.message}\n`, close);
+    if (head) res.endWithoutBody(0, endsWithClose(close));
+    else res.end(detail ? `${error.message}: ${detail}\n` : `${error.message}\n`, endsWithClose(close));
   });
 }
 
@@ -39,7 +42,7 @@ export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorN
  * CPU amplifier. A Content-Length body not read yet is discarded by uWS, which frames it.
  */
 export function refuseKeepingConnection(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, head: boolean, headers?: [string, string][]): void {
-  respondError(vs, res, name, false, head, undefined, headers);
+  respondError(vs, res, name, CloseMode.Keep, head, undefined, headers);
 }
 
 /**
@@ -59,7 +62,7 @@ export function refuseAndClose(vs: ServiceRuntime, res: HttpResponse, name: Erro
   setImmediate(() => {
     if (aborted) return;
     try {
-      respondError(vs, res, name, true, head, detail, headers);
+      respondError(vs, res, name, CloseMode.AfterResponse, head, detail, headers);
     } catch (error) {
       vs.events.report('fault', `refusal ${ERRORS[name].code}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     }

@@ -37,6 +37,7 @@
  * §9.6); a replaced listener closes whatever connections are left once nothing is in flight.
  */
 import type { HttpResponse } from 'uWebSockets.js';
+import { CloseMode } from './close-mode';
 
 export const enum BodyMode {
   None,
@@ -101,10 +102,10 @@ export class ResponseWriter {
 
   /**
    * The server's response head. Returns true when the response is already complete (no
-   * body: HEAD, 204, 304, or Content-Length: 0). `closeAtEnd`: the client connection must
-   * close after this response.
+   * body: HEAD, 204, 304, or Content-Length: 0). `close`: how the client connection ends
+   * after this response (close-mode.ts).
    */
-  begin(status: number, head: string | Buffer, contentLength: number, bodyless: boolean, closeAtEnd: boolean): boolean {
+  begin(status: number, head: string | Buffer, contentLength: number, bodyless: boolean, close: CloseMode): boolean {
     const res = this.res;
     if (bodyless) {
       // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the
@@ -113,7 +114,7 @@ export class ResponseWriter {
       // endWithoutBody cannot close without writing its own Content-Length, so a closing
       // bodyless answer says `Connection: close` and the client closes (RFC 9112 §9.6).
       let out = contentLength >= 0 && status !== 204 && status !== 304 ? withLine(head, `\r\nContent-Length: ${contentLength}`) : head;
-      if (closeAtEnd) out = withLine(out, CONNECTION_CLOSE);
+      if (close !== CloseMode.Keep) out = withLine(out, CONNECTION_CLOSE);
       this.started = true;
       this.finished = true;
       res.writeStatus(out);
@@ -123,17 +124,19 @@ export class ResponseWriter {
     if (contentLength === 0) {
       this.started = true;
       this.finished = true;
-      res.writeStatus(head);
-      res.end(EMPTY, closeAtEnd);
+      res.writeStatus(close === CloseMode.Advise ? withLine(head, CONNECTION_CLOSE) : head);
+      res.end(EMPTY, close === CloseMode.AfterResponse);
       return true;
     }
     this.contentLength = contentLength;
     if (contentLength < 0) {
       this.mode = BodyMode.Streamed;
-      this.pendingHead = closeAtEnd ? withLine(head, CONNECTION_CLOSE) : head;
+      this.pendingHead = close !== CloseMode.Keep ? withLine(head, CONNECTION_CLOSE) : head;
     } else {
-      this.mode = closeAtEnd ? BodyMode.SizedOrClose : BodyMode.Sized;
-      this.pendingHead = head;
+      // uWS closes itself only after a body ended in one call (SizedOrClose); a body still
+      // arriving from the client must not be cut by that close, so it is only advised.
+      this.mode = close === CloseMode.AfterResponse ? BodyMode.SizedOrClose : BodyMode.Sized;
+      this.pendingHead = close === CloseMode.Advise ? withLine(head, CONNECTION_CLOSE) : head;
     }
     return false;
   }

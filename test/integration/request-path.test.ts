@@ -304,3 +304,44 @@ test('a chunked response that ends before the request body was read announces th
   assert.equal(answer.headers.connection, 'close', 'the rest of the body would be read as the next request: the client must not reuse the connection');
   noViolations(lb);
 });
+
+test('an error answered while the client is still uploading reaches it: the connection is not reset under it (lingering close)', async (t) => {
+  const { startRawBackend } = await import('../helpers/backend');
+  const http = await import('node:http');
+  let gotHead = false;
+  // The server drops the connection as soon as the request head is in: carelb answers 502
+  // CLB_SERVER_CLOSED (a POST is never replayed) while the client is still sending its body.
+  const raw = await startRawBackend((socket) => {
+    socket.on('data', () => {
+      gotHead = true;
+      socket.destroy();
+    });
+  });
+  t.after(() => raw.close());
+  const lb = await lbWith(t, { servers: [{ name: 'raw', address: raw.address }] });
+  const size = 8 * 1024 * 1024;
+  const outcome = await new Promise<{ status?: number; code?: string; connection?: string; error?: string }>((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port: lb.port, method: 'POST', path: '/upload', agent: false, headers: { 'content-length': size } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode, code: res.headers['x-carelb-error'] as string, connection: res.headers.connection }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }));
+    req.write(Buffer.alloc(64 * 1024, 'a'));
+    // Once carelb has answered, the client goes on sending the rest, as an upload does: a
+    // connection closed under it now answers its writes with a reset (EPIPE / ECONNRESET).
+    void eventually(() => gotHead && lb.status()[0].errors.SERVER_CLOSED === 1, 5000, 'carelb to answer the failed upload').then(() => {
+      const piece = Buffer.alloc(256 * 1024, 'a');
+      let sent = 64 * 1024;
+      const pump = (): void => {
+        while (sent < size) {
+          sent += piece.length;
+          if (!req.write(piece)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      pump();
+    });
+  });
+  assert.deepEqual(outcome, { status: 502, code: 'CLB_SERVER_CLOSED', connection: 'close' }, 'the client got the 502 and was told to close, not reset while uploading');
+  noViolations(lb);
+});

@@ -154,7 +154,10 @@ export function judgeResult(result: Result, seen: Observation[] | undefined, des
   }
   // A response head goes on to the client when it arrives, whatever follows (a slow body, a
   // stall): a client waiting for bytes carelb already has is a client left without an answer.
-  const answered = seen?.filter((o) => o.headAt > 0).pop();
+  // Content-Length heads only: uWS v20.30 writes a chunked response's framing header with its
+  // first body bytes, so a chunked or close-delimited head cannot leave before them (README,
+  // "Limits of the uWebSockets.js v20.30 front end").
+  const answered = plan.respFraming === 'cl' ? seen?.filter((o) => o.headAt > 0).pop() : undefined;
   if (answered) {
     const until = result.headAt > 0 ? result.headAt : result.ended;
     if (until - answered.headAt > HEAD_DELAY_MS && result.outcome !== 'aborted') {

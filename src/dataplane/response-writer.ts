@@ -289,6 +289,13 @@ export class ResponseWriter {
       return false;
     }
     const offset = this.offset;
+    if (offset === 0 && chunk.length === this.contentLength && !this.waitingForClient) {
+      // The whole body at once (the common case): end() takes it in one call, buffering what
+      // the socket does not take (at most this one read), and returns no [ok, done] array.
+      this.finished = true;
+      this.res.end(chunk);
+      return true;
+    }
     const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
     if (done) {
       this.finished = true;

@@ -40,13 +40,15 @@ import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from
 import type { RequestInfo } from './request-head';
 import type { FallbackResponse, ServerRuntime, ServiceRuntime } from './service';
 import { STATUS_CODES as STATUS_TEXT } from 'node:http';
+// Imported, not the global: in a worker thread the global is a getter (a LoadGlobalIC per call).
+import { performance } from 'node:perf_hooks';
 import { RequestBody } from './request-body';
 import { ResponseWriter, type WriterListener } from './response-writer';
 import { retryFor } from './retry';
 import { describeThrown, FaultPoint, injectFault } from './faults';
 import type { ActiveLinks } from './active-list';
 import { CloseMode, endsWithClose } from './close-mode';
-import { coarseClock } from './clock';
+import { coarseClock } from '../state/coarse-clock';
 
 export const enum Phase {
   Admitted,

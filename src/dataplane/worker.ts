@@ -17,7 +17,7 @@ import { ThreadObserver } from './observe';
 import { RateTable } from '../state/rate-table';
 import { InvariantCounter } from '../state/invariants';
 import { ThrottledReporter } from './faults';
-import { startCoarseClock, stopCoarseClock } from './clock';
+import { startCoarseClock, stopCoarseClock } from '../state/coarse-clock';
 
 const SWEEP_INTERVAL_MS = 100;
 

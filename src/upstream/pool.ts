@@ -9,6 +9,7 @@
  */
 import type * as tls from 'node:tls';
 import type { InvariantCounter } from '../state/invariants';
+import { coarseClock } from '../state/coarse-clock';
 import { UpstreamConnection, type ConnectionOwner } from './connection';
 
 export interface PoolOptions {
@@ -55,7 +56,7 @@ export class ServerPool implements ConnectionOwner {
       return;
     }
     connection.idle = true;
-    connection.idleSince = Date.now();
+    connection.idleSince = coarseClock.now; // idle expiry is seconds long: the thread's coarse clock will do
     this.idle.push(connection);
   }
 

@@ -16,6 +16,7 @@
  */
 import type { HttpResponse } from 'uWebSockets.js';
 import type { UpstreamConnection } from '../upstream/connection';
+import { writeAtEndOfTurn } from '../upstream/write-batch';
 
 /** Request bodies up to this size are kept until the response starts, so the request can be replayed. */
 export const REPLAY_LIMIT = 64 * 1024;
@@ -88,8 +89,13 @@ export class RequestBody {
   sendTo(connection: UpstreamConnection, head: string): void {
     const socket = connection.socket;
     if (this.replayBytes === 0 && !this.chunked) {
-      socket.write(head); // the common case: one write, no cork
-      if (this.done) connection.requestSent = true;
+      if (this.done) {
+        // The common case, a request without a body: its head is the only write (write-batch.ts).
+        writeAtEndOfTurn(socket, head);
+        connection.requestSent = true;
+      } else {
+        socket.write(head); // the body follows as it arrives
+      }
       return;
     }
     socket.cork();

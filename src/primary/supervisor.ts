@@ -105,6 +105,11 @@ export class Supervisor {
       // Threads run an event loop for their whole life; piscina must not block it waiting for tasks.
       atomics: 'disabled',
       maxQueue: threads * 2,
+      // V8's young generation of a worker grows to 16+ MB semi-spaces under load; the exchange
+      // objects it holds die young either way. Measured saturated (plain, 1 thread, A/B
+      // alternated, medians of 5): 8 MB costs no CPU (14.1 → 13.5 µs per request, within
+      // noise) and keeps peak RSS of a 1-thread carelb at ~81 MB instead of ~98 MB.
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
   }
 

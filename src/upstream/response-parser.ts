@@ -428,22 +428,35 @@ export class ResponseParser {
         return i === line && (c === 0x20 || c === 0x09) ? 'obsolete line folding' : i === end || c === CR ? 'invalid header line' : 'invalid header name';
       }
       const colon = i;
-      // The value: one table lookup per byte (VALUE: 0 invalid, 1 fine, 2 obs-text), CR ends it.
-      for (i++; i < end; i++) {
-        const kind = VALUE[head[i]];
-        if (kind === 1) continue;
-        if (kind === 2) highBytes = true;
-        else if (head[i] === CR) break;
-        else return 'invalid character in header value';
-      }
-      if (colon <= line) return 'invalid header line';
-      if (i < end && head[i + 1] !== LF) return 'bare CR in header field';
+      if (colon === line) return 'invalid header line';
       const kind = framingField(head, line, colon - line);
+      // The value: one table lookup per byte (VALUE: 0 invalid, 1 fine, 2 obs-text), CR ends
+      // it; a line to keep is copied out in the same pass.
       if (kind === Field.Keep) {
         out[n++] = CR;
         out[n++] = LF;
-        for (let k = line; k < i; k++) out[n++] = head[k];
-      } else if (kind !== Field.Drop) {
+        for (let k = line; k <= colon; k++) out[n++] = head[k];
+        for (i++; i < end; i++) {
+          const c = head[i];
+          const v = VALUE[c];
+          if (v === 0) {
+            if (c === CR) break;
+            return 'invalid character in header value';
+          }
+          if (v === 2) highBytes = true;
+          out[n++] = c;
+        }
+      } else {
+        for (i++; i < end; i++) {
+          const v = VALUE[head[i]];
+          if (v === 1) continue;
+          if (v === 2) highBytes = true;
+          else if (head[i] === CR) break;
+          else return 'invalid character in header value';
+        }
+      }
+      if (i < end && head[i + 1] !== LF) return 'bare CR in header field';
+      if (kind !== Field.Keep && kind !== Field.Drop) {
         let valueStart = colon + 1;
         let valueEnd = i;
         while (valueStart < valueEnd && (head[valueStart] === 0x20 || head[valueStart] === 0x09)) valueStart++;

@@ -105,6 +105,7 @@ export type FindingKind =
   | 'post-replayed'
   | 'head-delayed'
   | 'server-anomaly'
+  | 'max-conns'
   | 'invariant'
   | 'thread-restart'
   | 'child-exited'

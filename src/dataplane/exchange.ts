@@ -598,7 +598,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   private observe(): void {
     const observer = this.vs.events.observer;
     const now = performance.now();
-    if (this.server !== null && this.answered) this.server.latency.recordValue(Math.max(1, ((now - this.startedAt) * 1000) | 0));
+    if (this.server !== null && this.answered) this.server.latency.record(Math.max(1, ((now - this.startedAt) * 1000) | 0));
     if (!observer.accessLogOn) return;
     observer.accessLog({
       vs: this.vs.config.name,

@@ -5,8 +5,7 @@
  * intervals), log lines every 200 ms or every 512 lines — never one message or write per
  * request. Thread-local.
  */
-import type { Histogram } from 'hdr-histogram-js';
-import { newHistogram, sparseCounts, type SparseCounts } from '../observe/latency';
+import { LatencyRecorder, type SparseCounts } from '../observe/latency';
 
 
 const LOG_BATCH_LINES = 512;
@@ -42,7 +41,7 @@ export class ThreadObserver {
   /** Set from the config (start and reload). */
   accessLogOn = false;
   logQuery = false;
-  private readonly histograms = new Map<number, Histogram>();
+  private readonly histograms = new Map<number, LatencyRecorder>();
   private lines: string[] = [];
   private readonly timers: NodeJS.Timeout[];
 
@@ -50,11 +49,11 @@ export class ThreadObserver {
     this.timers = [setInterval(() => this.flushLatency(), LATENCY_FLUSH_MS), setInterval(() => this.flushLines(), LOG_FLUSH_MS)];
   }
 
-  /** The histogram of the server in `slot` (callers keep it: no lookup per request). */
-  histogramFor(slot: number): Histogram {
+  /** The latency recorder of the server in `slot` (callers keep it: no lookup per request). */
+  histogramFor(slot: number): LatencyRecorder {
     let histogram = this.histograms.get(slot);
     if (histogram === undefined) {
-      histogram = newHistogram();
+      histogram = new LatencyRecorder();
       this.histograms.set(slot, histogram);
     }
     return histogram;
@@ -86,8 +85,7 @@ export class ThreadObserver {
     let any = false;
     for (const [slot, histogram] of this.histograms) {
       if (histogram.totalCount === 0) continue;
-      latency[slot] = sparseCounts(histogram);
-      histogram.reset();
+      latency[slot] = histogram.takeSparse();
       any = true;
     }
     if (any) this.send({ latency });

@@ -15,7 +15,7 @@ import type { InvariantCounter } from '../state/invariants';
 import { Admission } from './admission';
 import { ActiveList } from './active-list';
 import type { ThreadObserver } from './observe';
-import type { Histogram } from 'hdr-histogram-js';
+import type { LatencyRecorder } from '../observe/latency';
 import type { RateTable } from '../state/rate-table';
 import { proxyRequest, redirectToHttps } from './frontend';
 
@@ -47,7 +47,7 @@ export interface ThreadEvents {
 export class ServerRuntime {
   pool: ServerPool;
   /** This thread's latency histogram (µs) for the server. */
-  readonly latency: Histogram;
+  readonly latency: LatencyRecorder;
   private readonly slots: Int32Array;
   /** Index of this server's in-flight counter in the shared Int32 table. */
   readonly inflightIndex: number;

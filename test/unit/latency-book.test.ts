@@ -22,7 +22,7 @@ function threadInterval(values: Record<number, [micros: number, times: number][]
   const observer = new ThreadObserver((batch) => batch.latency && sent.push(batch.latency));
   for (const [slot, entries] of Object.entries(values)) {
     const histogram = observer.histogramFor(Number(slot));
-    for (const [micros, times] of entries) for (let i = 0; i < times; i++) histogram.recordValue(micros);
+    for (const [micros, times] of entries) for (let i = 0; i < times; i++) histogram.record(micros);
   }
   observer.close(); // flushes what is pending, as a thread does at shutdown
   assert.equal(sent.length, 1, 'one batch per interval');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { addSparse, LatencyBook, newHistogram, sparseCounts } from '../../src/observe/latency';
+import { addSparse, LatencyBook, LatencyRecorder, newHistogram, sparseCounts } from '../../src/observe/latency';
 
 test('sparse bucket counts carry a histogram across threads without loss at its precision', () => {
   const source = newHistogram();
@@ -31,4 +31,25 @@ test('the latency book merges intervals of several threads and forgets those old
   assert.equal(book.recent([7], 1_062_000)!.count, 99);
   assert.equal(book.buckets([7])!.count, 199);
   assert.equal(book.recent([8], 1_062_000), null);
+});
+
+test('a thread’s latency recorder puts every value in the bucket hdr-histogram gives it', () => {
+  const values: number[] = [];
+  for (let k = 0; k < 31; k++) for (const d of [-1, 0, 1]) if (2 ** k + d >= 1 && 2 ** k + d < 2 ** 31) values.push(2 ** k + d);
+  for (let v = 1; v < 70_000; v += 13) values.push(v);
+  let x = 12345;
+  for (let i = 0; i < 20_000; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    values.push(1 + (x % 2 ** 31));
+  }
+  const recorder = new LatencyRecorder();
+  const reference = newHistogram();
+  for (const v of values) {
+    recorder.record(v);
+    reference.recordValue(v);
+  }
+  assert.equal(recorder.totalCount, values.length);
+  assert.deepEqual(recorder.takeSparse(), sparseCounts(reference));
+  assert.equal(recorder.totalCount, 0);
+  assert.deepEqual(recorder.takeSparse(), [], 'taking the counts starts a new interval');
 });

@@ -215,7 +215,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
 
   // ---- server side (UpstreamSink) ----
 
-  onResponseHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void {
+  onResponseHead(status: number, head: Uint8Array, contentLength: number, bodyless: boolean): void {
     if (this.isOver) return;
     try {
       if (this.faultAt === FaultPoint.ResponseHead) injectFault(this.faultAt);
@@ -243,7 +243,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     }
   }
 
-  onResponseBody(chunk: Buffer): void {
+  onResponseBody(chunk: Uint8Array): void {
     if (this.isOver || this.writer.finished) return; // client gone or answered: the rest is dropped
     try {
       if (this.faultAt === FaultPoint.ResponseBody) injectFault(this.faultAt);

@@ -58,14 +58,27 @@ const EMPTY = Buffer.alloc(0);
 const NOOP = (): void => {};
 const CONNECTION_CLOSE = '\r\nConnection: close';
 
-/** Appends a header line to a head from the response parser (a string, or bytes when it holds obs-text). */
-function withLine(head: string | Buffer, line: string): string | Buffer {
-  return typeof head === 'string' ? head + line : Buffer.concat([head, Buffer.from(line, 'latin1')]);
+/** A copy of a head from the response parser (bytes) with a header line appended. */
+function withLine(head: Uint8Array, line: string): Buffer {
+  return Buffer.concat([head, Buffer.from(line, 'latin1')]);
+}
+
+// The writer whose piece or end is being written inside res.cork (one at a time per thread):
+// module-level callbacks instead of closures made for every response.
+let corkedWriter: ResponseWriter | null = null;
+function writeCorkedPiece(): void {
+  corkedWriter!.writePieceNow();
+}
+function endCorkedStream(): void {
+  corkedWriter!.endStreamNow();
 }
 
 export class ResponseWriter {
-  /** Head not yet written: it goes with the first body bytes or at the end of the read. */
-  private pendingHead: string | Buffer | null = null;
+  /**
+   * Head not yet written: it goes with the first body bytes or at the end of the read that
+   * brought it (the parser's view of it is valid only until then).
+   */
+  private pendingHead: Uint8Array | null = null;
   private mode = BodyMode.None;
   private contentLength = -1;
   /** Body bytes uWS did not take yet (a copy), and their offset in the body. */
@@ -78,7 +91,7 @@ export class ResponseWriter {
   /** Inside the exchange's read-level res.cork (set by the exchange around it). */
   inCork = false;
   /** Streamed body bytes of the current read kept for after its cork (copies), and whether the end follows them. */
-  private deferred: Buffer[] | null = null;
+  private deferred: Uint8Array[] | null = null;
   private endDeferred = false;
   /** Something has been written to `res`: a failure can only cut the connection now. */
   started = false;
@@ -105,7 +118,7 @@ export class ResponseWriter {
    * body: HEAD, 204, 304, or Content-Length: 0). `close`: how the client connection ends
    * after this response (close-mode.ts).
    */
-  begin(status: number, head: string | Buffer, contentLength: number, bodyless: boolean, close: CloseMode): boolean {
+  begin(status: number, head: Uint8Array, contentLength: number, bodyless: boolean, close: CloseMode): boolean {
     const res = this.res;
     if (bodyless) {
       // RFC 9112 §6.3: HEAD, 204 and 304 responses have no body; a HEAD response keeps the
@@ -142,7 +155,7 @@ export class ResponseWriter {
   }
 
   /** Body bytes (valid only during the call). False when the client cannot take more: stop reading the server. */
-  body(chunk: Buffer): boolean {
+  body(chunk: Uint8Array): boolean {
     if (this.finished) return true; // the client is gone: what the server still sends is dropped
     if (this.mode === BodyMode.Sized) return this.writeSized(chunk);
     if (this.mode === BodyMode.SizedOrClose) {
@@ -162,7 +175,7 @@ export class ResponseWriter {
   /** Largest streamed piece: with its chunk framing it fits an empty uWS cork buffer (16 KiB). */
   private static readonly PIECE = 16 * 1024 - 64;
 
-  private writeStreamed(chunk: Buffer): boolean {
+  private writeStreamed(chunk: Uint8Array): boolean {
     if (this.inCork) {
       (this.deferred ??= []).push(Buffer.from(chunk)); // a copy: the read buffer is reused
       return true;
@@ -173,23 +186,35 @@ export class ResponseWriter {
   }
 
   /** Writes `chunk` as pieces, each in a cork of its own; false when uWS reported backpressure. */
-  private writePieces(chunk: Buffer): boolean {
+  private writePieces(chunk: Uint8Array): boolean {
     let ok = true;
     for (let at = 0; at < chunk.length; at += ResponseWriter.PIECE) {
       this.piece = at === 0 && chunk.length <= ResponseWriter.PIECE ? chunk : chunk.subarray(at, at + ResponseWriter.PIECE);
-      this.res.cork(this.writePiece);
+      this.corked(writeCorkedPiece);
       ok = this.pieceOk && ok;
     }
     this.piece = EMPTY;
     return ok;
   }
 
-  private piece: Buffer = EMPTY;
+  private piece: Uint8Array = EMPTY;
   private pieceOk = true;
-  private readonly writePiece = (): void => {
+
+  /** Runs `work` (one of the module-level callbacks above) inside res.cork for this writer. */
+  private corked(work: () => void): void {
+    corkedWriter = this;
+    try {
+      this.res.cork(work);
+    } finally {
+      corkedWriter = null;
+    }
+  }
+
+  /** Inside res.cork: the current piece of a streamed body. */
+  writePieceNow(): void {
     this.writeHead();
     this.pieceOk = this.res.write(this.piece);
-  };
+  }
 
   /**
    * After the read-level cork: writes the streamed bytes that had to wait for it (and the end
@@ -204,17 +229,18 @@ export class ResponseWriter {
     if (this.endDeferred) {
       this.endDeferred = false;
       this.finished = true;
-      this.res.cork(this.endStreamed);
+      this.corked(endCorkedStream);
       return true;
     }
     if (!ok) this.waitForClient();
     return ok;
   }
 
-  private readonly endStreamed = (): void => {
+  /** Inside res.cork: the end of a streamed body (uWS writes its last chunk). */
+  endStreamNow(): void {
     this.writeHead();
     this.res.end(EMPTY);
-  };
+  }
 
   /**
    * End of one read from the server: a head still pending goes out now (the client sees the
@@ -246,7 +272,7 @@ export class ResponseWriter {
     }
     this.finished = true;
     // Chunked or close-delimited body: uWS ends its own chunked encoding (a close was announced in the head).
-    this.res.cork(this.endStreamed);
+    this.corked(endCorkedStream);
     return true;
   }
 
@@ -281,7 +307,7 @@ export class ResponseWriter {
   }
 
   /** Content-Length body: tryEnd lets uWS write Content-Length and tells us what it could not send. */
-  private writeSized(chunk: Buffer): boolean {
+  private writeSized(chunk: Uint8Array): boolean {
     this.writeHead();
     if (this.tail !== null) {
       // Still waiting on the client (bytes of the same read): keep the rest in order.
@@ -314,13 +340,14 @@ export class ResponseWriter {
   private waitForClient(): void {
     this.waitingForClient = true;
     if (!this.writableRegistered) {
+      // Made here, not per response: most responses never wait for their client.
       this.writableRegistered = true;
-      this.res.onWritable(this.onWritable);
+      this.res.onWritable((writeOffset) => this.onWritable(writeOffset));
     }
   }
 
   /** uWS onWritable (also called spuriously): write what was held back; true when done with it. */
-  private readonly onWritable = (writeOffset: number): boolean => {
+  private onWritable(writeOffset: number): boolean {
     if (this.finished || !this.waitingForClient) return true;
     if (this.mode === BodyMode.Sized) {
       const rest = this.tail === null ? EMPTY : this.tail.subarray(writeOffset - this.tailOffset);
@@ -344,5 +371,5 @@ export class ResponseWriter {
     this.waitingForClient = false;
     this.listener.onClientWritable();
     return true;
-  };
+  }
 }

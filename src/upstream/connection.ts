@@ -31,8 +31,8 @@ function isTlsFailure(error: NodeJS.ErrnoException): boolean {
 /** What an exchange (one proxied request) hears from its server connection. */
 export interface UpstreamSink {
   /** See ResponseEvents.onHead. */
-  onResponseHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void;
-  onResponseBody(chunk: Buffer): void;
+  onResponseHead(status: number, head: Uint8Array, contentLength: number, bodyless: boolean): void;
+  onResponseBody(chunk: Uint8Array): void;
   /** The response is complete; the connection is no longer this exchange's. */
   onResponseComplete(): void;
   /**
@@ -202,7 +202,9 @@ export class UpstreamConnection implements ResponseEvents {
         this.destroy();
         return false;
       }
-      this.readChunk = bytes === buffer.length ? buffer : buffer.subarray(0, bytes);
+      // The parser gets the buffer and the count (a subarray per read costs at saturation).
+      this.readChunk = buffer;
+      this.readBytes = bytes;
       sink.runCorked(this.parseReadChunk);
       this.readChunk = EMPTY;
       if (this.completed) this.afterResponse();
@@ -214,17 +216,18 @@ export class UpstreamConnection implements ResponseEvents {
   }
 
   private readChunk: Buffer = EMPTY;
-  private readonly parseReadChunk = (): void => this.parser.execute(this.readChunk);
+  private readBytes = 0;
+  private readonly parseReadChunk = (): void => this.parser.execute(this.readChunk, this.readBytes);
   private readonly parseEof = (): void => {
     this.parser.finish();
   };
 
   // ResponseEvents: the parser reports, the connection forwards to its exchange.
-  onHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void {
+  onHead(status: number, head: Uint8Array, contentLength: number, bodyless: boolean): void {
     this.sink?.onResponseHead(status, head, contentLength, bodyless);
   }
 
-  onBody(chunk: Buffer): void {
+  onBody(chunk: Uint8Array): void {
     this.sink?.onResponseBody(chunk);
   }
 

@@ -2,9 +2,13 @@
  * Incremental HTTP/1.1 response parser for server connections (RFC 9112).
  *
  * One parser per server connection, reused for every response on it. `execute` is called
- * with each chunk read from the socket; body bytes are handed on as slices of that chunk
+ * with each chunk read from the socket; body bytes are handed on as views of that chunk
  * (never copied, never concatenated), valid only during the callback. Only an incomplete
  * response head that spans reads is copied, and it is bounded by `maxHeadBytes`.
+ *
+ * Views are plain Uint8Arrays made directly on the read buffer's memory: `Buffer#subarray`
+ * goes through the species constructor of Buffer's subclass, a measurable cost per response
+ * at saturation (perf: FindNonDefaultConstructorOrConstruct under the read callback).
  *
  * The head is reduced to what the client should see: hop-by-hop headers (RFC 9110 §7.6.1)
  * and the framing headers the front end writes itself (Content-Length, Transfer-Encoding,
@@ -16,13 +20,16 @@ export interface ResponseEvents {
   /**
    * A final (non-1xx) response head. `head` is the status line without its version and the
    * kept fields, as `200 OK\r\nName: value\r\n...` (no final CRLF), ready for uWS's
-   * writeStatus. It is a Buffer when it holds bytes above 0x7f (obs-text, RFC 9110 §5.5):
-   * uWS would encode a string as UTF-8, so such bytes must pass as bytes, unchanged.
+   * writeStatus, as bytes: uWS takes a typed array as it is, while a string would be
+   * converted to UTF-8 (an allocation and two passes per response, and obs-text bytes above
+   * 0x7f, RFC 9110 §5.5, would be re-encoded). The view is on the thread's scratch buffer:
+   * it is valid until the next response head is parsed on this thread, so the caller writes
+   * it (or copies it) before the read that brought it ends.
    * `contentLength` is -1 when the body is chunked or close-delimited.
    */
-  onHead(status: number, head: string | Buffer, contentLength: number, bodyless: boolean): void;
-  /** Body bytes (de-chunked). The slice is only valid during the call. */
-  onBody(chunk: Buffer): void;
+  onHead(status: number, head: Uint8Array, contentLength: number, bodyless: boolean): void;
+  /** Body bytes (de-chunked). The view is only valid during the call. */
+  onBody(chunk: Uint8Array): void;
   /** The response is complete. */
   onComplete(): void;
   /** The response is malformed; the connection must not be reused. */
@@ -145,11 +152,19 @@ for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
 for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
 for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
 
-/** Field-value bytes (RFC 9110 §5.5): 1 = visible ASCII, SP, HTAB; 2 = obs-text; 0 = anything else (CR included). */
+/**
+ * Field-value bytes (RFC 9110 §5.5): 1 = visible ASCII, SP, HTAB and obs-text (passed on as
+ * bytes, unchanged); 0 = anything else (CR included).
+ */
 const VALUE = new Uint8Array(256);
 VALUE[0x09] = 1;
 for (let c = 0x20; c < 0x7f; c++) VALUE[c] = 1;
-for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 2;
+for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 1;
+
+/** A view of `length` bytes of `bytes` from `at`: a plain Uint8Array, not a Buffer subarray (see the header). */
+function view(bytes: Uint8Array, at: number, length: number): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + at, length);
+}
 
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[48 + c] = c;
@@ -160,9 +175,9 @@ for (let c = 0; c < 6; c++) {
 
 const STATUS_LINE_PREFIX = Buffer.from('HTTP/1.');
 
-/** Whether `head[start..]` (possibly incomplete) can still be the start of a status line. */
-function startsLikeStatusLine(head: Buffer, start: number): boolean {
-  const n = Math.min(STATUS_LINE_PREFIX.length, head.length - start);
+/** Whether `head[start, limit)` (possibly incomplete) can still be the start of a status line. */
+function startsLikeStatusLine(head: Buffer, start: number, limit: number): boolean {
+  const n = Math.min(STATUS_LINE_PREFIX.length, limit - start);
   for (let i = 0; i < n; i++) if (head[start + i] !== STATUS_LINE_PREFIX[i]) return false;
   return true;
 }
@@ -206,18 +221,19 @@ export class ResponseParser {
     return this.state === State.Done;
   }
 
-  /** Feeds bytes read from the socket. */
-  execute(data: Buffer): void {
-    if (data.length === 0) return;
+  /** Feeds the first `length` bytes of `data`, read from the socket. */
+  execute(data: Buffer, length = data.length): void {
+    if (length === 0) return;
     if (this.state === State.Done || this.state === State.Failed) {
       // Bytes nobody asked for: the server is confused, the connection cannot be trusted.
       this.fail('data received without a pending request');
       return;
     }
     this.started = true;
+    this.limit = length;
     let pos = 0;
-    while (pos < data.length && !this.settled) pos = this.step(data, pos);
-    if (pos < data.length && (this.state as State) === State.Done) {
+    while (pos < length && !this.settled) pos = this.step(data, pos);
+    if (pos < length && (this.state as State) === State.Done) {
       this.keepAlive = false; // extra bytes after a complete response: never reuse this connection
     }
   }
@@ -238,25 +254,28 @@ export class ResponseParser {
     this.events.onParseError(reason);
   }
 
+  /** Bytes of the current `execute` call's data that are valid (the rest of the buffer is not). */
+  private limit = 0;
+
   private step(data: Buffer, pos: number): number {
     switch (this.state) {
       case State.Head:
         return this.readHead(data, pos);
       case State.BodyLength: {
-        const take = Math.min(this.remaining, data.length - pos);
+        const take = Math.min(this.remaining, this.limit - pos);
         this.remaining -= take;
         const end = pos + take;
-        this.events.onBody(pos === 0 && end === data.length ? data : data.subarray(pos, end));
+        this.events.onBody(view(data, pos, take));
         if (this.remaining === 0) this.complete();
         return end;
       }
       case State.BodyUntilClose:
-        this.events.onBody(pos === 0 ? data : data.subarray(pos));
-        return data.length;
+        this.events.onBody(view(data, pos, this.limit - pos));
+        return this.limit;
       case State.ChunkData: {
-        const take = Math.min(this.remaining, data.length - pos);
+        const take = Math.min(this.remaining, this.limit - pos);
         this.remaining -= take;
-        if (take > 0) this.events.onBody(data.subarray(pos, pos + take));
+        if (take > 0) this.events.onBody(view(data, pos, take));
         if (this.remaining === 0) this.state = State.ChunkDataCr;
         return pos + take;
       }
@@ -272,7 +291,8 @@ export class ResponseParser {
 
   /** Chunk-size lines, the CRLF after chunk data, and trailers: byte by byte, they are short. */
   private readChunkFraming(data: Buffer, pos: number): number {
-    while (pos < data.length) {
+    const limit = this.limit;
+    while (pos < limit) {
       const byte = data[pos++];
       switch (this.state) {
         case State.ChunkSize: {
@@ -341,25 +361,28 @@ export class ResponseParser {
   private readHead(data: Buffer, pos: number): number {
     let head = data;
     let start = pos;
+    let limit = this.limit;
     // Where this read's bytes begin in `head` (less 3, so a CRLFCRLF split across reads is found).
     let searchFrom = pos;
     if (this.pendingHead) {
-      head = Buffer.concat([this.pendingHead, data.subarray(pos)]);
+      head = Buffer.concat([this.pendingHead, data.subarray(pos, limit)]);
       start = 0;
+      limit = head.length;
       searchFrom = Math.max(0, this.pendingHead.length - 3);
     }
-    const end = head.indexOf(CRLFCRLF, searchFrom);
+    let end = head.indexOf(CRLFCRLF, searchFrom);
+    if (end + 4 > limit) end = -1; // found in stale bytes past this read (the buffer is reused)
     if (end === -1) {
-      if (head.length - start > this.maxHeadBytes) return this.failAt('response head too large');
+      if (limit - start > this.maxHeadBytes) return this.failAt('response head too large');
       // A head that can never complete must fail now, not when the server timeout expires:
       // bytes that do not begin "HTTP/1.", or a line ended by a bare LF (RFC 9112 §2.2).
-      if (!startsLikeStatusLine(head, start)) return this.failAt('invalid status line');
-      for (let i = head.indexOf(LF, Math.max(start, searchFrom)); i !== -1; i = head.indexOf(LF, i + 1)) {
+      if (!startsLikeStatusLine(head, start, limit)) return this.failAt('invalid status line');
+      for (let i = head.indexOf(LF, Math.max(start, searchFrom)); i !== -1 && i < limit; i = head.indexOf(LF, i + 1)) {
         if (i === start || head[i - 1] !== CR) return this.failAt('bare LF in response head');
       }
       // Rare: the head spans reads. Keep a copy, the read buffer is reused.
-      this.pendingHead = Buffer.from(head.subarray(start));
-      return data.length;
+      this.pendingHead = Buffer.from(head.subarray(start, limit));
+      return this.limit;
     }
     if (end - start > this.maxHeadBytes) return this.failAt('response head too large');
     const consumedFromHead = end + 4;
@@ -391,11 +414,9 @@ export class ResponseParser {
     if (lineEnd === -1 || lineEnd > end) lineEnd = end;
     if (lineEnd < end && head[lineEnd + 1] !== LF) return 'bare CR in status line';
     if (lineEnd > start + 12 && head[start + 12] !== 0x20) return 'invalid status line';
-    let highBytes = false;
     for (let i = start + 12; i < lineEnd; i++) {
       const c = head[i];
       if (c === LF || c === 0 || (c < 0x20 && c !== 0x09) || c === 0x7f) return 'invalid character in status line';
-      if (c > 0x7f) highBytes = true;
     }
     const out = scratchFor(end - start);
     let n = 0;
@@ -430,29 +451,25 @@ export class ResponseParser {
       const colon = i;
       if (colon === line) return 'invalid header line';
       const kind = framingField(head, line, colon - line);
-      // The value: one table lookup per byte (VALUE: 0 invalid, 1 fine, 2 obs-text), CR ends
-      // it; a line to keep is copied out in the same pass.
+      // The value: one table lookup per byte (VALUE: 0 invalid, 1 allowed, obs-text
+      // included), CR ends it; a line to keep is copied out in the same pass.
       if (kind === Field.Keep) {
         out[n++] = CR;
         out[n++] = LF;
         for (let k = line; k <= colon; k++) out[n++] = head[k];
         for (i++; i < end; i++) {
           const c = head[i];
-          const v = VALUE[c];
-          if (v === 0) {
+          if (VALUE[c] === 0) {
             if (c === CR) break;
             return 'invalid character in header value';
           }
-          if (v === 2) highBytes = true;
           out[n++] = c;
         }
       } else {
         for (i++; i < end; i++) {
-          const v = VALUE[head[i]];
-          if (v === 1) continue;
-          if (v === 2) highBytes = true;
-          else if (head[i] === CR) break;
-          else return 'invalid character in header value';
+          if (VALUE[head[i]] === 1) continue;
+          if (head[i] === CR) break;
+          return 'invalid character in header value';
         }
       }
       if (i < end && head[i + 1] !== LF) return 'bare CR in header field';
@@ -481,8 +498,8 @@ export class ResponseParser {
       }
       line = i + 2;
     }
-    let block = out.toString('latin1', 0, n);
     if (hasTransferEncoding && contentLength !== -1) return 'both Transfer-Encoding and Content-Length';
+    let text = view(out, 0, n);
 
     if (connectionTokens !== null) {
       const tokens = connectionTokens.toLowerCase().split(',').map((t) => t.trim());
@@ -490,7 +507,7 @@ export class ResponseParser {
       else if (minor === 0x30 && tokens.includes('keep-alive')) connectionClose = false;
       const nominated = tokens.filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive');
       // RFC 9110 §7.6.1: drop the fields the Connection header names (rare: the slow path is fine).
-      if (nominated.length > 0) block = removeFields(block, nominated);
+      if (nominated.length > 0) text = Buffer.from(removeFields(out.toString('latin1', 0, n), nominated), 'latin1');
     }
 
     if (status < 200) {
@@ -500,7 +517,6 @@ export class ResponseParser {
       return null;
     }
     this.status = status;
-    const text = highBytes ? Buffer.from(block, 'latin1') : block;
     const bodyless = this.expectBodyless || status === 204 || status === 304;
     this.keepAlive = !connectionClose;
     if (bodyless) {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ResponseParser, type ResponseEvents } from '../../src/upstream/response-parser';
 
 interface Parsed {
-  heads: { status: number; statusLine: string; block: string; raw: string | Buffer; contentLength: number; bodyless: boolean }[];
+  heads: { status: number; statusLine: string; block: string; raw: Buffer; contentLength: number; bodyless: boolean }[];
   body: string;
   complete: number;
   error: string | null;
@@ -13,13 +13,15 @@ function parser(bodyless = false): { parser: ResponseParser; out: Parsed } {
   const out: Parsed = { heads: [], body: '', complete: 0, error: null };
   const events: ResponseEvents = {
     onHead: (status, head, contentLength, isBodyless) => {
-      // The head is "status line" + "\r\nName: value..." lines, one text for uWS's writeStatus.
-      const text = typeof head === 'string' ? head : head.toString('latin1');
+      // The head is "status line" + "\r\nName: value..." lines, bytes for uWS's writeStatus,
+      // valid only during the callback (the parser's scratch): copied here.
+      const raw = Buffer.from(head);
+      const text = raw.toString('latin1');
       const lineEnd = text.indexOf('\r\n');
       const statusLine = lineEnd === -1 ? text : text.slice(0, lineEnd);
-      out.heads.push({ status, statusLine, block: lineEnd === -1 ? '' : text.slice(lineEnd), raw: head, contentLength, bodyless: isBodyless });
+      out.heads.push({ status, statusLine, block: lineEnd === -1 ? '' : text.slice(lineEnd), raw, contentLength, bodyless: isBodyless });
     },
-    onBody: (chunk) => (out.body += chunk.toString('latin1')),
+    onBody: (chunk) => (out.body += Buffer.from(chunk).toString('latin1')),
     onComplete: () => out.complete++,
     onParseError: (reason) => (out.error = reason),
   };
@@ -179,16 +181,37 @@ test('a head holding bytes above 0x7f (obs-text) is handed on as those bytes, no
   const { parser: p, out } = parser();
   p.execute(Buffer.from('HTTP/1.1 200 Ol\xe9\r\nX-Name: caf\xe9\r\nContent-Length: 0\r\n\r\n', 'latin1'));
   assert.equal(out.error, null);
-  const raw = out.heads[0].raw;
-  assert.ok(Buffer.isBuffer(raw), 'a Buffer, so uWS writes the bytes as they are');
-  assert.deepEqual(raw, Buffer.from('200 Ol\xe9\r\nX-Name: caf\xe9', 'latin1'));
+  assert.deepEqual(out.heads[0].raw, Buffer.from('200 Ol\xe9\r\nX-Name: caf\xe9', 'latin1'));
 });
 
-test('an ASCII head is handed on as a string (the fast path)', () => {
-  const { parser: p, out } = parser();
+test('a head is handed on as bytes, never as a string (uWS would convert a string to UTF-8)', () => {
+  const { parser: p } = parser();
+  let head: unknown = null;
+  (p as unknown as { events: { onHead: (s: number, h: Uint8Array) => void } }).events.onHead = (_status, h) => (head = h);
   p.execute(Buffer.from('HTTP/1.1 200 OK\r\nX-Name: cafe\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n', 'latin1'));
-  assert.equal(out.heads[0].raw, '200 OK\r\nX-Name: cafe');
+  assert.ok(head instanceof Uint8Array);
+  assert.equal(Buffer.from(head).toString('latin1'), '200 OK\r\nX-Name: cafe');
   assert.equal(p.keepAlive, true);
+});
+
+test('only the first `length` bytes of a reused read buffer are parsed: stale bytes after them are never read', () => {
+  const stale = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloXXXXXXXXXXXXXXXX\r\n\r\n', 'latin1');
+  const buffer = Buffer.alloc(stale.length, 0);
+  stale.copy(buffer);
+  const fresh = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n';
+  buffer.write(fresh, 0, 'latin1');
+  const { parser: p, out } = parser();
+  // A head cut after its last field: the CRLFCRLF in the stale bytes must not complete it.
+  p.execute(buffer, fresh.length);
+  assert.equal(out.heads.length, 0);
+  assert.equal(out.error, null);
+  p.execute(Buffer.from('\r\nhel', 'latin1'));
+  assert.equal(out.heads.length, 1);
+  // A body cut short by `length`: only its valid bytes are delivered.
+  buffer.write('lo-and-more', 0, 'latin1');
+  p.execute(buffer, 2);
+  assert.equal(out.body, 'hello');
+  assert.equal(out.complete, 1);
 });
 
 test('Transfer-Encoding decides by its last coding, whatever the case and spacing', () => {

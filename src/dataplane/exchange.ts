@@ -388,7 +388,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     this.deadline = coarseClock.now + this.vs.config.timeouts.server;
     this.enter(Phase.AwaitingServer);
     connection.attach(this, this.request.method === 'HEAD');
-    this.body.sendTo(connection, this.request.head);
+    this.body.sendTo(connection, this.request.head, this.request.asciiHead);
     return true;
   }
 

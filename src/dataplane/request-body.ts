@@ -86,12 +86,12 @@ export class RequestBody {
    * send or retry), then marks the request sent if the body is complete. The copies are kept
    * for a further retry only while within REPLAY_LIMIT.
    */
-  sendTo(connection: UpstreamConnection, head: string): void {
+  sendTo(connection: UpstreamConnection, head: string, asciiHead: boolean): void {
     const socket = connection.socket;
     if (this.replayBytes === 0 && !this.chunked) {
       if (this.done) {
         // The common case, a request without a body: its head is the only write (write-batch.ts).
-        writeAtEndOfTurn(socket, head);
+        writeAtEndOfTurn(socket, head, asciiHead);
         connection.requestSent = true;
       } else {
         socket.write(head); // the body follows as it arrives

@@ -81,6 +81,8 @@ export interface RequestInfo {
   chunked: boolean;
   /** The head to send to the server, ending with the blank line. */
   head: string;
+  /** Every char of `head` is ASCII: it can be written as latin1 (one byte per char, no UTF-8 encoding pass). */
+  asciiHead: boolean;
   /** Why the request must be refused with 400 (RFC 9112 framing, RFC 9110 syntax), or ''. */
   invalid: string;
   /** Header lines and their bytes as received, for the limits. */
@@ -102,6 +104,8 @@ let lengthConflict = false;
 let encodingFields = 0;
 let hostFields = 0;
 let malformed = '';
+/** The char codes of every field value, OR-ed: 0x80 or above means a value is not ASCII. */
+let valueBits = 0;
 
 /** RFC 9110 §5.6.2 tchar, as a lookup table (1 = allowed). */
 const TCHAR = new Uint8Array(128);
@@ -120,12 +124,18 @@ function isToken(text: string): boolean {
   return true;
 }
 
-/** Control characters other than HTAB are not allowed in field values (RFC 9110 §5.5). */
+/**
+ * Control characters other than HTAB are not allowed in field values (RFC 9110 §5.5). The
+ * same pass ORs the char codes into `valueBits`, so the head's encoding is known for free.
+ */
 function hasControl(value: string): boolean {
+  let bits = 0;
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
+    bits |= c;
     if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
   }
+  valueBits |= bits;
   return false;
 }
 
@@ -258,6 +268,7 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   encodingFields = 0;
   hostFields = 0;
   malformed = '';
+  valueBits = 0;
   req.forEach(collectHeader);
   if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') collected = withoutNominated(collected, connection);
   const chunked = transferEncoding !== '';
@@ -274,5 +285,7 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
     `x-forwarded-proto: ${proto}\r\nx-forwarded-host: ${host}\r\nx-forwarded-port: ${port}\r\n\r\n`;
   collected = '';
   const invalid = malformed || framingProblem(method, target, lengthText, transferEncoding);
-  return { method, client: clientAddress, target, host, contentLength, chunked, head, headerCount, headerBytes, invalid };
+  // Names, method and target are ASCII once valid (tokens, origin-form), and so is the address.
+  const asciiHead = valueBits < 0x80;
+  return { method, client: clientAddress, target, host, contentLength, chunked, head, asciiHead, headerCount, headerBytes, invalid };
 }

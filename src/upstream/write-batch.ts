@@ -12,15 +12,21 @@
  * written directly after a batched head would overtake it.
  */
 import type { Socket } from 'node:net';
+import { writeDirect } from './direct-write';
 
 const sockets: Socket[] = [];
 const heads: string[] = [];
+const latin1: boolean[] = [];
 let scheduled = false;
 
-/** Queues `head` for `socket`; it is written by the next check phase of the loop. */
-export function writeAtEndOfTurn(socket: Socket, head: string): void {
+/**
+ * Queues `head` for `socket`; it is written by the next check phase of the loop.
+ * `asLatin1`: every char is ASCII (written one byte per char, no UTF-8 encoding pass).
+ */
+export function writeAtEndOfTurn(socket: Socket, head: string, asLatin1: boolean): void {
   sockets.push(socket);
   heads.push(head);
+  latin1.push(asLatin1);
   if (!scheduled) {
     scheduled = true;
     setImmediate(flush);
@@ -32,8 +38,10 @@ function flush(): void {
   for (let i = 0; i < sockets.length; i++) {
     const socket = sockets[i];
     // A request that failed meanwhile (its client left) destroyed its connection: nothing to send.
-    if (!socket.destroyed) socket.write(heads[i]);
+    if (socket.destroyed || writeDirect(socket, heads[i], latin1[i])) continue;
+    socket.write(heads[i], latin1[i] ? 'latin1' : 'utf8');
   }
   sockets.length = 0;
   heads.length = 0;
+  latin1.length = 0;
 }

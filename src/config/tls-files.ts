@@ -121,7 +121,8 @@ class Checker {
     const before = this.errors.length;
     const passphrase = this.passphrase(`${path}.passphrase_file`, entry.passphrase_file);
     const cert = this.certificate(certPath, entry.cert);
-    const key = passphrase === null ? null : this.key(keyPath, entry.key, passphrase);
+    // A stored name whose certificate is missing is one error, not one per file.
+    const key = passphrase === null || (named !== undefined && cert === null) ? null : this.key(keyPath, entry.key, passphrase);
     if (named !== undefined) {
       // Say it is the store name that is wrong, then the file-level reason.
       for (let i = before; i < this.errors.length; i++) this.errors[i] = this.errors[i].replace(`${certPath}: `, `${certPath}: stored certificate "${named}" cannot be used: `);

@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as tls from 'node:tls';
 import { stringify } from 'yaml';
+import { importCertificate } from '../../src/certs/importer';
+import { checkConfigFiles } from '../../src/config/config-files';
 import { createLogger } from '../../src/observe/log';
 import { runCarelb } from '../../src/primary/run';
 import { startBackend } from '../helpers/backend';
@@ -197,4 +199,34 @@ test('cert verbs parse strictly: an unknown option or a missing name exits 2 wit
   assert.match(noName.stderr, /--name NAME is required/);
   const badType = await cli(t, ['cert', 'csr', '--name', 'a', '--cn', 'a.example.org', '--key-type', 'rsa1024']);
   assert.equal(badType.code, 2);
+});
+
+test('check warns for SNI names and a redirect_https host the SANs do not cover; a named listen host and one-label wildcard matches pass', async (t) => {
+  const dir = tempDir(t);
+  const store = join(dir, 'tls');
+  const chain = makeChain(dir, 'wild', ['DNS:*.example.org', 'DNS:api.example.net']);
+  await importCertificate({ store, name: 'wild', data: Buffer.concat([readFileSync(chain.leaf), readFileSync(chain.intermediate), readFileSync(chain.leafKey)]) });
+  const config = configFrom({
+    tls_store: store,
+    virtual_services: [
+      {
+        name: 'api',
+        listen: 'api.example.net:443',
+        tls: {
+          certificate: 'wild',
+          sni: [
+            { hostname: 'fhir.example.org', certificate: 'wild' },
+            { hostname: 'a.fhir.example.org', certificate: 'wild' },
+            { hostname: 'example.org', certificate: 'wild' },
+          ],
+        },
+        servers: [{ name: 's', address: '127.0.0.1:8080' }],
+      },
+      { name: 'redirect', listen: 'portal.example.com:80', redirect_https: true, https_port: 443 },
+    ],
+  });
+  const report = checkConfigFiles(config);
+  assert.deepEqual(report.errors, []);
+  const uncovered = report.warnings.filter((w) => /not covered/.test(w)).map((w) => w.split(':')[0]);
+  assert.deepEqual(uncovered, ['virtual_services[0].tls.sni[1].hostname', 'virtual_services[0].tls.sni[2].hostname', 'virtual_services[1].redirect_https']);
 });

@@ -6,9 +6,8 @@
  * both (openssl.ts says why the system openssl). An existing NAME.key or NAME.pem is never
  * overwritten: it may be serving, and a new key would not match its certificate.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImportRefused } from './bundle';

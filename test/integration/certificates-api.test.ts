@@ -14,8 +14,10 @@ import * as https from 'node:https';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
+import * as tls from 'node:tls';
 import pino from 'pino';
 import { stringify } from 'yaml';
+import { startExpiryWatch } from '../../src/certs/expiry-watch';
 import { importCertificate } from '../../src/certs/importer';
 import { loadConfigText } from '../../src/config/load';
 import { runCarelb, type Running } from '../../src/primary/run';
@@ -276,4 +278,43 @@ test('the inventory lists store, SNI and bridging certificates; the expiry metri
   assert.equal(garbage.status, 400);
   assert.match(garbage.json.error, /neither PEM nor PKCS#12/);
   await eventually(() => lb.audit().filter((l) => String(l.action).startsWith('certificate_') && l.result === 'refused').length >= 3, 10_000, 'audited refusals');
+
+  // PEM in any order with the key apart, then assigned to an SNI name: the entry is appended and served.
+  const sni = makeChain(lb.dir, 'sni', ['DNS:fhir.example.org']);
+  const pem = Buffer.concat([readFileSync(sni.intermediate), readFileSync(sni.root), readFileSync(sni.leaf)]);
+  const pemUpload = await lb.call('POST', '/api/certificates', { name: 'fhir', data: pem.toString('base64'), key: readFileSync(sni.leafKey).toString('base64') });
+  assert.equal(pemUpload.status, 201, pemUpload.text);
+  assert.equal(pemUpload.json.chain_length, 2);
+  const sniAssign = await lb.call('POST', '/api/certificates/fhir/assign', { virtual_service: 'api', hostname: 'fhir.example.org' });
+  assert.equal(sniAssign.status, 200, sniAssign.text);
+  assert.deepEqual(sniAssign.json.warnings, []);
+  const served = await new Promise<string>((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: lb.port, servername: 'fhir.example.org', ca: readFileSync(sni.root) }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
+  assert.equal(served, fingerprint(sni.leaf));
+  const after = await lb.call('GET', '/api/certificates', undefined, lb.read);
+  assert.deepEqual(after.json.find((e: any) => e.name === 'fhir').used_by, ['api sni fhir.example.org']);
+});
+
+test('the expiry watch repeats its warning at every interval, following the running config', async (t) => {
+  const dir = tempDir(t);
+  const store = join(dir, 'tls');
+  const soon = makeChain(dir, 'soon');
+  const leaf = join(dir, 'soon-10d.pem');
+  sign(dir, join(dir, 'soon-leaf.csr'), { cert: soon.intermediate, key: soon.intermediateKey }, leaf, leafExt(['DNS:soon.example.org']), 10);
+  await importCertificate({ store, name: 'soon', data: readFileSync(leaf), keyPem: readFileSync(soon.leafKey, 'utf8') });
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(JSON.parse(chunk.toString('utf8'))), done()) }));
+  const config = loadConfigText(stringify({ tls_store: store, virtual_services: [{ name: 'api', listen: '127.0.0.1:1', servers: [{ name: 's', address: '127.0.0.1:2' }] }] }), 'test');
+  assert.ok(config.ok);
+  // 50 ms stands in for the 24 h of production.
+  const stop = startExpiryWatch(() => config.config, log, 50);
+  t.after(stop);
+  await eventually(() => lines.length >= 3, 5000, 'three warnings');
+  stop();
+  assert.ok(lines.every((l) => l.level === 40 && l.certificate === 'soon' && l.days_left === 9 && l.msg === 'certificate soon expires in 9 days'), JSON.stringify(lines));
 });

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * carelb command line: start | demo | check | ctl | ha | tune | version.
+ * carelb command line: start | demo | check | ctl | ha | tune | cert | version.
  *
  * Every verb parses its arguments strictly (cli-args.ts): an unknown flag or a stray argument
  * exits 2 with the usage. `start` never falls back to the demo: without -c it runs
@@ -28,6 +28,7 @@ const USAGE = `usage: carelb <command> [options]
   ctl status|drain|halt|online|reload   operate a running carelb through its admin API
   ha render|sync|handoff|resume|peer    the keepalived pair (see docs/ha.md)
   tune check|apply    compare kernel and socket settings with the recommendations
+  cert import|csr     import a certificate (PEM or PFX) into the store, or make a key and CSR
   version             print the version
 
 An unknown option or argument exits 2. -h, --help after a command prints this text.
@@ -169,6 +170,10 @@ async function run(command: string, args: string[]): Promise<number> {
     case 'tune': {
       const { runTune } = await import('./tune/command');
       return runTune(args, process.stdout);
+    }
+    case 'cert': {
+      const { runCert } = await import('./certs/command');
+      return runCert(args, process.stdout, process.stderr);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

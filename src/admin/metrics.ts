@@ -14,12 +14,16 @@
  *   carelb_server_up, carelb_server_admin_state{state}, carelb_server_check_success,
  *   carelb_server_check_duration_seconds, carelb_server_request_duration_seconds
  * and carelb_build_info{version}, carelb_start_time_seconds, carelb_workers,
- * carelb_thread_restarts_total, carelb_admin_unauthorized_total, carelb_admin_forbidden_total.
+ * carelb_thread_restarts_total, carelb_admin_unauthorized_total, carelb_admin_forbidden_total,
+ * and carelb_certificate_expiry_timestamp_seconds{name,virtual_service} (issue 14: one sample
+ * per certificate and virtual service using it; virtual_service="" for one used by none, such
+ * as a stored certificate not yet assigned or the admin API's own).
  */
 import type { LatencyBuckets } from '../observe/latency';
 import type { AdminContext, AdminState, LatencySummary } from './context';
 import { ERRORS, type ErrorName } from '../errors';
 import { SERVER_STATS, VS_STATS, type ServerStat, type VsStat } from '../state/stats';
+import { certificateInventory } from '../certs/inventory';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -193,5 +197,18 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
       addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', { vs: service.name, server: server.name }, ctx.latency(service.name, server.name));
     }
   }
+  addCertificates(x, ctx);
   return x.text();
+}
+
+/** notAfter of every certificate in the inventory, so alerting can say "expires within N days" itself. */
+function addCertificates(x: Exposition, ctx: AdminContext): void {
+  const name = 'carelb_certificate_expiry_timestamp_seconds';
+  const help = 'End of validity (notAfter) of a certificate, seconds since the Unix epoch, per virtual service using it.';
+  x.declare(name, 'gauge', help);
+  for (const entry of certificateInventory(ctx.config())) {
+    const value = Date.parse(entry.not_after) / 1000;
+    if (entry.virtual_services.length === 0) x.add(name, 'gauge', help, { name: entry.name, virtual_service: '' }, value);
+    for (const vs of entry.virtual_services) x.add(name, 'gauge', help, { name: entry.name, virtual_service: vs }, value);
+  }
 }

@@ -2,9 +2,9 @@
  * Who may do what on the admin API (issue 13). Pure: no I/O, no state.
  *
  *   role      from                              may
- *   read      admin.tokens (role: read)         GET /api/status, GET /metrics
+ *   read      admin.tokens (role: read)         GET /api/status, GET /api/certificates, GET /metrics
  *   operate   admin.token_file, admin.tokens    everything read may, and POST drain, halt,
- *             (role: operate)                   online, reload
+ *             (role: operate)                   online, reload, certificate upload and assign
  *   sync      ha.sync_token_file                /api/ha/* only (the HA peer: its state, config push)
  *
  * The sync token is deliberately not a superset of operate: a peer that can push a config must
@@ -37,5 +37,5 @@ export function allows(role: Role, need: Need): boolean {
 export function refusalReason(role: Role, need: Need): string {
   if (need === 'sync') return `the /api/ha/ endpoints take the HA sync token (ha.sync_token_file) only; this is a ${role} token`;
   if (role === 'sync') return 'the HA sync token is accepted on /api/ha/ only';
-  return `a ${role} token may only look (status, metrics): drain, halt, online and reload need an operate token`;
+  return `a ${role} token may only look (status, certificates, metrics): drain, halt, online, reload and certificate upload or assign need an operate token`;
 }

@@ -7,6 +7,8 @@
  *   GET  /api/status                            read or operate token
  *   POST /api/servers/{vs}/{server}/{drain|halt|online}   operate token
  *   POST /api/reload                            operate token
+ *   GET  /api/certificates                      read or operate token (certificates.ts)
+ *   POST /api/certificates, POST /api/certificates/{name}/assign   operate token
  *   GET  /metrics                               read or operate token, none with admin.metrics_public
  *   GET  /api/ha/peer, POST /api/ha/config      the HA sync token only (HA pair: admin/sync.ts)
  *
@@ -28,6 +30,7 @@ import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
 import { loadCredentials, type Credential } from './credentials';
 import { allows, needOf, refusalReason } from './roles';
 import { createHaHandler } from './sync';
+import { createCertificateHandler } from './certificates';
 import { decodeSegment, readBody, sendJson, targetPath } from './http-io';
 import { bearerToken } from './token';
 import { serverView, statusView } from './view';
@@ -65,6 +68,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   let unauthorized = 0;
   let forbidden = 0;
   const ha = createHaHandler({ ctx, configPath: options.configPath, audit, log, ownFiles: [...credentials.files, options.auditLog], servesTls: Boolean(config.tls) });
+  const certificates = createCertificateHandler({ ctx, configPath: options.configPath, audit, log });
 
   /**
    * Checks the bearer token and its role for this request. Answers 401 (no or wrong token) or
@@ -132,6 +136,8 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
     const credential = authorized(req, res, path);
     if (!credential) return;
     if (path.startsWith('/api/ha/')) return ha(req, res, path, sourceOf(req));
+    // Uploads carry a certificate file: they read their own body, with their own limit.
+    if (path === '/api/certificates' || path.startsWith('/api/certificates/')) return certificates(req, res, path, sourceOf(req));
     // Bodies carry nothing here; one is read (and dropped) only to enforce the limit. null: answered (413) or gone.
     if (method === 'POST' && (await readBody(req, res, MAX_BODY)) === null) return;
 

@@ -60,9 +60,13 @@ const hostPort = z.string().transform((value, ctx) => {
   return parsed;
 });
 
-const name = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
+/** Names of virtual services, servers, HA nodes and stored certificates (a certificate's name is also its file name). */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const NAME_RULE = 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit';
+const name = z.string().regex(NAME_PATTERN, NAME_RULE);
+
+/** Where `carelb cert import` writes and `certificate: NAME` reads (NAME.pem, NAME.key). */
+export const DEFAULT_TLS_STORE = '/etc/carelb/tls';
 
 /** "200", 200, or "200-399": expected health-check statuses. */
 const statusRange = z.union([z.number().int().min(100).max(599), z.string()]).transform((value, ctx) => {
@@ -119,22 +123,74 @@ const file = z.string().min(1, 'must be a file path');
  */
 const secretFile = file.refine((path) => isAbsolute(path), 'must be an absolute path');
 
-/** A certificate (full chain, PEM) and its key for the front end. */
+/**
+ * A certificate (full chain, PEM) and its key for the front end: either file paths (cert, key,
+ * passphrase_file) or `certificate: NAME`, a certificate in the store (tls_store) that
+ * `carelb cert import` or the admin API put there (issue 14). The config's top level resolves a
+ * name into the store's NAME.pem and NAME.key, so everything downstream sees paths only.
+ */
 const certificate = {
-  cert: file,
-  key: file,
+  cert: file.optional(),
+  key: file.optional(),
   /** File holding the key's passphrase (never the passphrase itself in the config). */
   passphrase_file: file.optional(),
+  /** A certificate in the store by name; instead of cert/key. */
+  certificate: name.optional(),
 };
+
+/** Exactly one source: a store name, or a cert and key pair of files. */
+function oneCertificateSource(value: { cert?: string; key?: string; passphrase_file?: string; certificate?: string }, ctx: z.RefinementCtx): void {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message });
+  if (value.certificate !== undefined) {
+    if (value.cert !== undefined || value.key !== undefined) issue('certificate', 'names a stored certificate: leave out cert and key');
+    // Keys in the store are written unencrypted, 0600 (carelb cert import decrypts them once).
+    if (value.passphrase_file !== undefined) issue('passphrase_file', 'is for cert/key files; a stored certificate has no passphrase');
+    return;
+  }
+  if (value.cert === undefined && value.key === undefined) issue('cert', 'is required (or name a stored certificate with certificate: NAME)');
+  else if (value.cert === undefined) issue('cert', 'is required with key');
+  else if (value.key === undefined) issue('key', 'is required with cert');
+}
+
+const sniEntry = z
+  .object({ hostname: z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'must be a DNS name or *.domain'), ...certificate })
+  .strict()
+  .superRefine(oneCertificateSource);
 
 const frontendTls = z
   .object({
     ...certificate,
     ciphers: z.string().min(1).default(INTERMEDIATE_CIPHERS),
     /** Extra certificates chosen by the client's SNI name; the main cert is the default. */
-    sni: z.array(z.object({ hostname: z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'must be a DNS name or *.domain'), ...certificate }).strict()).default([]),
+    sni: z.array(sniEntry).default([]),
   })
-  .strict();
+  .strict()
+  .superRefine(oneCertificateSource);
+
+/** Front-end TLS as threads and checks see it: `certificate: NAME` resolved into the store's files. */
+export interface ResolvedCertificate {
+  cert: string;
+  key: string;
+  passphrase_file?: string;
+  /** The store name, when the config named one (messages then speak of `certificate`). */
+  certificate?: string;
+}
+type FrontendTlsInput = z.output<typeof frontendTls>;
+export type FrontendTlsConfig = Omit<FrontendTlsInput, 'cert' | 'key' | 'sni'> &
+  ResolvedCertificate & { sni: (Omit<FrontendTlsInput['sni'][number], 'cert' | 'key'> & ResolvedCertificate)[] };
+
+/** The store's files of a certificate name. */
+export function storeFiles(store: string, certName: string): { cert: string; key: string } {
+  return { cert: `${store.replace(/\/+$/, '')}/${certName}.pem`, key: `${store.replace(/\/+$/, '')}/${certName}.key` };
+}
+
+function resolveCertificate<T extends { cert?: string; key?: string; certificate?: string }>(entry: T, store: string): T & ResolvedCertificate {
+  return entry.certificate === undefined ? (entry as T & ResolvedCertificate) : { ...entry, ...storeFiles(store, entry.certificate) };
+}
+
+function resolveTls(tls: FrontendTlsInput, store: string): FrontendTlsConfig {
+  return { ...resolveCertificate(tls, store), sni: tls.sni.map((entry) => resolveCertificate(entry, store)) };
+}
 
 /** TLS to the servers (bridging). Its presence turns bridging on. */
 const backendTls = z
@@ -299,6 +355,8 @@ export const configSchema = z
     /** On SIGTERM/SIGINT, in-flight requests get this long to finish. */
     shutdown_grace: duration.default('10s'),
     virtual_services: z.array(virtualService).min(1, 'needs at least one virtual service'),
+    /** The certificate store: `tls: { certificate: NAME }` reads NAME.pem and NAME.key here (issue 14). */
+    tls_store: secretFile.default(DEFAULT_TLS_STORE),
     /** One JSON line per request: off, stdout, or { path: FILE }. Written in batches, off the request path. */
     access_log: z.union([z.enum(['off', 'stdout']), z.object({ path: file }).strict()]).default('off'),
     /** Log query strings too. Off by default: they can carry patient identifiers. */
@@ -387,13 +445,17 @@ export const configSchema = z
       if (listens.has(key)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['virtual_services', i, 'listen'], message: `${key} is already used by another virtual service` });
       listens.add(key);
     });
-  });
+  })
+  // Store names become file paths once, here: threads, checks and HA sync see cert/key paths only.
+  .transform((config) => ({
+    ...config,
+    virtual_services: config.virtual_services.map((vs) => ({ ...vs, tls: vs.tls ? resolveTls(vs.tls, config.tls_store) : undefined })),
+  }));
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type VirtualServiceConfig = Config['virtual_services'][number];
 export type ServerConfig = VirtualServiceConfig['servers'][number];
-export type FrontendTlsConfig = z.output<typeof frontendTls>;
 export type BackendTlsConfig = z.output<typeof backendTls>;
 export type HealthCheckConfig = z.output<typeof healthCheck>;
 export type AdminConfig = NonNullable<Config['admin']>;

@@ -8,8 +8,9 @@
  * and reload, in the primary.
  */
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import type { BackendTlsConfig, Config } from './schema';
+import type { BackendTlsConfig, Config, ResolvedCertificate } from './schema';
 import { readNamedFile, type FileRead } from './file-read';
+import { covered, dnsNames, isHostName } from './san-coverage';
 
 const EXPIRY_WARNING_DAYS = 30;
 const DAY_MS = 86_400_000;
@@ -105,19 +106,44 @@ class Checker {
 
   /** A certificate with its key; returns the digest of both files' contents when usable. */
   pair(path: string, certFile: string, keyFile: string, passphraseFile?: string): string | null {
-    const passphrase = this.passphrase(`${path}.passphrase_file`, passphraseFile);
-    const cert = this.certificate(`${path}.cert`, certFile);
-    const key = passphrase === null ? null : this.key(`${path}.key`, keyFile, passphrase);
+    return this.usablePair(path, { cert: certFile, key: keyFile, passphrase_file: passphraseFile })?.digest ?? null;
+  }
+
+  /**
+   * A front-end certificate from files or the store; its digest and parsed leaf when usable.
+   * A store name is reported under `<path>.certificate` with the name and the store's file,
+   * so the operator sees which reference is bad and why (issue 14).
+   */
+  usablePair(path: string, entry: ResolvedCertificate): { digest: string; cert: X509Certificate } | null {
+    const named = entry.certificate;
+    const certPath = named === undefined ? `${path}.cert` : `${path}.certificate`;
+    const keyPath = named === undefined ? `${path}.key` : `${path}.certificate`;
+    const before = this.errors.length;
+    const passphrase = this.passphrase(`${path}.passphrase_file`, entry.passphrase_file);
+    const cert = this.certificate(certPath, entry.cert);
+    // A stored name whose certificate is missing is one error, not one per file.
+    const key = passphrase === null || (named !== undefined && cert === null) ? null : this.key(keyPath, entry.key, passphrase);
+    if (named !== undefined) {
+      // Say it is the store name that is wrong, then the file-level reason.
+      for (let i = before; i < this.errors.length; i++) this.errors[i] = this.errors[i].replace(`${certPath}: `, `${certPath}: stored certificate "${named}" cannot be used: `);
+    }
     if (!cert || !key) return null;
     if (!cert.checkPrivateKey(key)) {
-      this.errors.push(`${path}.key: key ${keyFile} does not match the certificate ${certFile}`);
+      this.errors.push(named === undefined ? `${keyPath}: key ${entry.key} does not match the certificate ${entry.cert}` : `${keyPath}: stored certificate "${named}": ${entry.key} does not match ${entry.cert}`);
       return null;
     }
-    return createHash('sha256')
-      .update(this.bytesOf(certFile))
-      .update(this.bytesOf(keyFile))
+    const digest = createHash('sha256')
+      .update(this.bytesOf(entry.cert))
+      .update(this.bytesOf(entry.key))
       .update(passphrase ?? '')
       .digest('hex');
+    return { digest, cert };
+  }
+
+  /** Warns when `host` (a name clients use for this service) is not among the certificate's SANs. */
+  coverage(path: string, cert: X509Certificate | undefined, host: string, why: string): void {
+    if (!cert || covered(dnsNames(cert.subjectAltName), host)) return;
+    this.warnings.push(`${path}: ${why} "${host}" is not covered by the certificate's names (${dnsNames(cert.subjectAltName).join(', ') || 'no DNS names'}): clients will refuse it`);
   }
 
   /** Checks a backend_tls section; returns the digest of its settings and its files' bytes. */
@@ -147,9 +173,22 @@ export function checkTlsFiles(config: Config, now = Date.now()): TlsFileReport {
     const base = `virtual_services[${v}]`;
     if (vs.tls) {
       const digest = createHash('sha256');
-      digest.update(checker.pair(`${base}.tls`, vs.tls.cert, vs.tls.key, vs.tls.passphrase_file) ?? '');
-      vs.tls.sni.forEach((entry, i) => digest.update(checker.pair(`${base}.tls.sni[${i}]`, entry.cert, entry.key, entry.passphrase_file) ?? ''));
+      const main = checker.usablePair(`${base}.tls`, vs.tls);
+      digest.update(main?.digest ?? '');
+      if (isHostName(vs.listen.host)) checker.coverage(`${base}.tls`, main?.cert, vs.listen.host, 'listen host');
+      vs.tls.sni.forEach((entry, i) => {
+        const sni = checker.usablePair(`${base}.tls.sni[${i}]`, entry);
+        // The SNI names are part of what the listener serves: a renamed entry needs a new listener too.
+        digest.update(sni?.digest ?? '').update(`\0${entry.hostname}\0`);
+        checker.coverage(`${base}.tls.sni[${i}].hostname`, sni?.cert, entry.hostname, 'SNI hostname');
+      });
       fingerprints[vs.name] = digest.update(vs.tls.ciphers).digest('hex');
+      // A plain-HTTP service redirecting here by name sends its clients to this certificate.
+      config.virtual_services.forEach((other, o) => {
+        if (other.redirect_https && other.https_port === vs.listen.port && isHostName(other.listen.host)) {
+          checker.coverage(`virtual_services[${o}].redirect_https`, main?.cert, other.listen.host, `redirect target host (served by ${vs.name})`);
+        }
+      });
     }
     let shared: string | undefined;
     if (vs.backend_tls) {

@@ -25,6 +25,7 @@ import { LatencyBook } from '../observe/latency';
 import { Supervisor } from './supervisor';
 import { HealthMonitor } from '../health/monitor';
 import { backendTlsOptions } from '../upstream/tls-options';
+import { startExpiryWatch } from '../certs/expiry-watch';
 
 const VERSION: string = require('../../../package.json').version;
 
@@ -254,6 +255,8 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   };
   refreshPeer();
   const peerTimer = setInterval(refreshPeer, 5000).unref();
+  // A warning line a day for every certificate with under 30 days left (issue 14).
+  const stopExpiryWatch = startExpiryWatch(() => supervisor.config, log);
 
   let adminServer: AdminServer | null = null;
   let stopping: Promise<void> | null = null;
@@ -262,6 +265,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       log.info({ grace_ms: supervisor.config.shutdown_grace }, 'stopping: no new connections, finishing in-flight requests');
       await reloading;
       clearInterval(peerTimer);
+      stopExpiryWatch();
       await adminServer?.close();
       slowStart.stop();
       await health.stop();

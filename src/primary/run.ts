@@ -26,6 +26,7 @@ import { Supervisor } from './supervisor';
 import { HealthMonitor } from '../health/monitor';
 import { backendTlsOptions } from '../upstream/tls-options';
 import { startExpiryWatch } from '../certs/expiry-watch';
+import { handoverWarning, replacedTlsListeners, type ListenerIdentity } from './listener-handover';
 
 const VERSION: string = require('../../../package.json').version;
 
@@ -67,6 +68,11 @@ function hashOf(config: Config, text: string | undefined): string {
  * (a changed one means a new listener or new pooled connections) and the fallback bodies'
  * bytes (threads never read files the primary has not checked).
  */
+/** Each virtual service's listener as a reload compares them (listener-handover.ts). */
+function listenersOf(config: Config, report: ConfigFileReport): ListenerIdentity[] {
+  return config.virtual_services.map((vs) => ({ name: vs.name, address: `${vs.listen.host}:${vs.listen.port}`, tlsFingerprint: report.fingerprints[vs.name] }));
+}
+
 function annotatePlan(config: Config, plan: SlotPlan, report: ConfigFileReport): void {
   config.virtual_services.forEach((vs, i) => {
     plan.vs[i].tlsFingerprint = report.fingerprints[vs.name];
@@ -85,6 +91,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   for (const warning of files.warnings) log.warn(warning);
   if (files.errors.length > 0) throw new Error(`files the config names cannot be used, not starting:\n  ${files.errors.join('\n  ')}`);
   annotatePlan(initial, planned.plan, files);
+  let listeners = listenersOf(initial, files);
   const shared = createSharedFor(slots.vsCapacity, slots.serverCapacity, threads);
   applyPlan(shared, initial, planned.plan, planned.freshServers, planned.freshVs);
   // A thread that failed to start is reported with what the file check finds now.
@@ -163,6 +170,9 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       return { ok: false, errors: [next.error] };
     }
     annotatePlan(config, next.plan, report);
+    const replaced = replacedTlsListeners(listeners, (listeners = listenersOf(config, report)));
+    const handover = handoverWarning(replaced);
+    if (handover !== null) log.warn({ source, virtual_services: replaced }, handover);
     applyPlan(shared, config, next.plan, next.freshServers, next.freshVs);
     health.update(config, next.plan);
     for (const slot of next.freshServers) latency.forget(slot);

@@ -76,6 +76,12 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
     'half-open connections kept per listener before SYNs are dropped (when syncookies are off)',
   ),
   sysctl(
+    'net.ipv4.tcp_migrate_req',
+    { compare: 'exact', value: '1' },
+    'a reload with new certificates closes the old listener; queued connections move to the new one instead of being reset',
+    { note: 'kernel before 5.14: no migration of queued connections' },
+  ),
+  sysctl(
     'net.core.netdev_max_backlog',
     { compare: 'at-least', value: '16384' },
     'per-CPU queue of received packets waiting for the stack (RPS, loopback); drops show in /proc/net/softnet_stat',

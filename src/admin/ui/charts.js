@@ -12,6 +12,15 @@ const SPARKS = [
   { label: 'in flight', value: (s, i) => s.in_flight[i], stroke: '#12324a' },
 ];
 
+/** Whole seconds only on the time axis: samples are 1 s apart, sub-second ticks would be noise. */
+const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900];
+
+/** 0 to the maximum, padded so a flat line at 0 or at the top is drawn inside the plot, not clipped on its edge. */
+const padded = (_u, _min, max) => {
+  const top = Math.max(1, max);
+  return [-top * 0.06, top * 1.06];
+};
+
 function seconds(time) {
   return time.map((t) => t / 1000);
 }
@@ -60,7 +69,7 @@ export class ServiceChart {
           { label: 'requests/s', scale: 'rps', stroke: '#0b57d0', width: 2, fill: 'rgba(11,87,208,0.08)', spanGaps: false },
           { label: 'p99 ms', scale: 'ms', stroke: '#a31515', width: 1.5, spanGaps: false },
         ],
-        axes: [{}, { scale: 'rps', label: 'requests/s' }, { scale: 'ms', side: 1, label: 'p99 ms', grid: { show: false } }],
+        axes: [{ incrs: TIME_INCRS }, { scale: 'rps', label: 'requests/s' }, { scale: 'ms', side: 1, label: 'p99 ms', grid: { show: false } }],
       },
       [[], [], []],
       container,
@@ -101,7 +110,7 @@ export class ServerSparks {
           height: 40,
           legend: { show: false },
           cursor: { show: false },
-          scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(1, max)] } },
+          scales: { x: { time: true }, y: { range: padded } },
           axes: [{ show: false }, { show: false }],
           series: [{}, { stroke: spec.stroke, width: 1.25, fill: `${spec.stroke}22` }],
         },

@@ -27,14 +27,18 @@ test('a read token sees the servers without action buttons; an operate token get
     if (message.type() === 'error') problems.push(`console: ${message.text()}`);
   });
 
-  await page.goto(`http://127.0.0.1:${lb.adminPort}/`);
-  await page.getByLabel('Admin token').fill(read);
-  await page.getByRole('button', { name: 'Show the dashboard' }).click();
+  // Signed in through a link with the read token in its fragment (as `carelb demo` prints one).
+  await page.goto(`http://127.0.0.1:${lb.adminPort}/#token=${read}`);
   const b1 = page.locator('tr[data-server="api/b1"][data-admin="online"]');
   await b1.waitFor();
+  assert.equal(page.url(), `http://127.0.0.1:${lb.adminPort}/`, 'the token left the address bar');
   await page.locator('#access', { hasText: 'read-only' }).waitFor();
   assert.equal(await page.locator('button[data-action]:visible').count(), 0, 'no drain, halt or online button for a read token');
   assert.equal(await page.getByRole('button', { name: 'Drain b1 in api' }).count(), 0);
+  // Looking includes the history: the chart and the event list are there for a read token.
+  await page.locator('[data-chart="api"] canvas').first().waitFor();
+  await page.locator('#events-panel').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#demo').isHidden(), true, 'no demo controls outside the demo');
 
   await page.getByRole('button', { name: 'Forget token' }).click();
   await page.getByLabel('Admin token').fill(lb.token);

@@ -52,6 +52,10 @@ test('GET /api/history has per-second requests/s, p50/p99 and in-flight per virt
   assert.equal((await lb.call('GET', '/api/history?window=900s')).status, 200);
   assert.equal((await lb.call('GET', '/api/history', null)).status, 401);
   assert.equal((await lb.call('POST', '/api/history')).status, 405);
+  // Outside the demo there is no demo route at all, and the status says nothing of it.
+  assert.equal((await lb.call('GET', '/api/demo')).status, 404);
+  assert.equal((await lb.call('POST', '/api/demo/traffic/start')).status, 404);
+  assert.equal('demo' in (await lb.call('GET', '/api/status')).json, false);
 });
 
 test('a server taken down by its health check and a drain appear in /api/events with time, server, from, to and reason', async (t) => {

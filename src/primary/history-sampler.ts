@@ -88,7 +88,7 @@ export class HistorySampler {
     const status = this.source.status();
     this.ring.begin(now);
     status.forEach((vs, v) => {
-      const slots = plan.vs[v]?.servers ?? [];
+      const slots = plan.vs[v].servers;
       const errors = Object.values(vs.errors).reduce((sum, n) => sum + n, 0);
       const totals = { requests: vs.counters.requests, e4xx: vs.counters.responses_4xx, e5xx: vs.counters.responses_5xx, eclb: errors };
       const inFlight = vs.servers.reduce((sum, s) => sum + s.active, 0);

@@ -12,7 +12,12 @@ export class Unauthorized extends Error {}
 
 export function takeTokenFromFragment() {
   if (!location.hash.startsWith('#token=')) return;
-  const value = decodeURIComponent(location.hash.slice('#token='.length)).trim();
+  let value = '';
+  try {
+    value = decodeURIComponent(location.hash.slice('#token='.length)).trim();
+  } catch {
+    // A mangled link (a stray %): the prompt asks for the token instead.
+  }
   history.replaceState(null, '', location.pathname + location.search);
   if (value) sessionStorage.setItem(KEY, value);
 }

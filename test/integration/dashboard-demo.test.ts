@@ -8,19 +8,19 @@
  * only where /usr/bin/chromium is absent (.ci/run installs it).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { eventually, spawnCli, tempDir } from '../helpers/carelb';
+import { CHROMIUM, openBrowser } from '../helpers/browser';
+import { eventually, spawnCli } from '../helpers/carelb';
 import { freePort } from '../helpers/ports';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const LINK = /http:\/\/127\.0\.0\.1:(\d+)\/#token=([0-9a-f]{64})/;
 
 test('the demo link opens the dashboard signed in; traffic draws the charts; a sick server goes down and comes back as events', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install -y chromium)` }, async (t) => {
-  const { chromium } = await import('playwright-core');
-  const state = tempDir(t);
+  // The state dir goes only after the demo has exited (hooks run in registration order).
+  const state = mkdtempSync(join(tmpdir(), 'carelb-demo-'));
   const [plain, offload, bridge, admin] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const child = spawnCli(t, ['demo', '--traffic'], {
     CARELB_STATE_DIR: state,
@@ -32,14 +32,13 @@ test('the demo link opens the dashboard signed in; traffic draws the charts; a s
   t.after(async () => {
     if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGTERM');
     await child.exited;
+    rmSync(state, { recursive: true, force: true });
   });
   await eventually(() => LINK.test(child.stdout.join('')), 60_000, 'the dashboard link on stdout');
   const [link, port, token] = LINK.exec(child.stdout.join(''))!;
   assert.equal(Number(port), admin);
 
-  const context = await chromium.launchPersistentContext(join(state, 'chromium-profile'), { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: { width: 1400, height: 1000 } });
-  t.after(() => context.close());
-  const page = context.pages()[0] ?? (await context.newPage());
+  const { page } = await openBrowser(t, { viewport: { width: 1400, height: 1000 } });
   page.setDefaultTimeout(30_000);
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));

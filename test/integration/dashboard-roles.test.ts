@@ -8,18 +8,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { CHROMIUM, openBrowser } from '../helpers/browser';
 import { startWithAdmin } from '../helpers/admin-context';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 test('a read token sees the servers without action buttons; an operate token gets them', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install -y chromium)` }, async (t) => {
-  const { chromium } = await import('playwright-core');
   const lb = await startWithAdmin(t, { extra: (dir) => ({ admin: { tokens: [{ file: join(dir, 'secrets', 'read.token'), role: 'read' }] } }) });
   const read = readFileSync(join(lb.dir, 'secrets', 'read.token'), 'utf8').trim();
-  const context = await chromium.launchPersistentContext(join(lb.dir, 'chromium-profile'), { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-  t.after(() => context.close());
-  const page = context.pages()[0] ?? (await context.newPage());
+  const { page } = await openBrowser(t);
   page.setDefaultTimeout(15_000);
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));

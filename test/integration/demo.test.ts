@@ -1,15 +1,34 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as https from 'node:https';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { adminCall } from '../helpers/admin-context';
-import { eventually, spawnCli, tempDir, waitForLog } from '../helpers/carelb';
+import { eventually, spawnCli, waitForLog, type Child } from '../helpers/carelb';
 import { request } from '../helpers/client';
 import { freePort } from '../helpers/ports';
 
+/**
+ * A state directory for one demo run, removed once the demo has exited: node:test runs `after`
+ * hooks in registration order, and the demo writes its audit log there until it stops.
+ */
+function stateDir(t: TestContext): { dir: string; owns(child: Child): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'carelb-demo-'));
+  return {
+    dir,
+    owns(child) {
+      t.after(async () => {
+        if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
+        await child.exited;
+        rmSync(dir, { recursive: true, force: true });
+      });
+    },
+  };
+}
+
 test('carelb demo runs the demo: plain, TLS offload and TLS bridging in front of demo EHR servers', async (t) => {
-  const state = tempDir(t);
+  const { dir: state, owns } = stateDir(t);
   const [plain, offload, bridge, admin] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const child = spawnCli(t, ['demo'], {
     CARELB_STATE_DIR: state,
@@ -18,6 +37,7 @@ test('carelb demo runs the demo: plain, TLS offload and TLS bridging in front of
     CARELB_DEMO_BRIDGE_PORT: String(bridge),
     CARELB_DEMO_ADMIN_PORT: String(admin),
   });
+  owns(child);
   await waitForLog(child, 'ready');
   const metadata = await request(plain, { path: '/fhir/r4/metadata' });
   assert.equal(metadata.status, 200);
@@ -44,7 +64,7 @@ test('carelb demo runs the demo: plain, TLS offload and TLS bridging in front of
 });
 
 test('carelb demo prints the dashboard link with its token, and the dashboard and API answer with that token within 60 s', async (t) => {
-  const state = tempDir(t);
+  const { dir: state, owns } = stateDir(t);
   const [plain, offload, bridge, admin] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const started = Date.now();
   const child = spawnCli(t, ['demo'], {
@@ -54,6 +74,7 @@ test('carelb demo prints the dashboard link with its token, and the dashboard an
     CARELB_DEMO_BRIDGE_PORT: String(bridge),
     CARELB_DEMO_ADMIN_PORT: String(admin),
   });
+  owns(child);
   const link = /http:\/\/127\.0\.0\.1:(\d+)\/#token=([0-9a-f]{64})/;
   await eventually(() => link.test(child.stdout.join('')), 60_000, 'the dashboard link on stdout');
   const [, port, token] = link.exec(child.stdout.join(''))!;

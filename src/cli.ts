@@ -23,7 +23,8 @@ export const DEFAULT_CONFIG = '/etc/carelb/carelb.yaml';
 const USAGE = `usage: carelb <command> [options]
 
   start [-c FILE]     run in the foreground (default FILE: ${DEFAULT_CONFIG})
-  demo                run the built-in demo: carelb in front of demo EHR API servers on loopback
+  demo [--traffic]    run the built-in demo: carelb in front of demo EHR API servers on loopback,
+                      with the dashboard; --traffic also sends a small bounded client mix
   check -c FILE       validate a config file; exit 1 with every error
   ctl status|drain|halt|online|reload   operate a running carelb through its admin API
   ha render|sync|handoff|resume|peer    the keepalived pair (see docs/ha.md)
@@ -36,6 +37,7 @@ An unknown option or argument exits 2. -h, --help after a command prints this te
 
 const CONFIG_OPTIONS = { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } as const;
 const HELP_ONLY = { help: { type: 'boolean', short: 'h' } } as const;
+const DEMO_OPTIONS = { traffic: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
 interface Stoppable {
   reload(source: string): Promise<unknown>;
@@ -121,7 +123,7 @@ async function start(given: string | undefined): Promise<number> {
   return serve(running, log);
 }
 
-async function demo(): Promise<number> {
+async function demo(traffic: boolean): Promise<number> {
   const problem = nativeProblem();
   if (problem) {
     process.stderr.write(`carelb: ${problem}\n`);
@@ -129,7 +131,7 @@ async function demo(): Promise<number> {
   }
   const log = createLogger();
   const { startDemo } = await import('./demo/demo');
-  return serve(await startDemo(log), log);
+  return serve(await startDemo(log, { traffic }), log);
 }
 
 /** Runs one verb; UsageError propagates to main (exit 2 with the usage). */
@@ -147,8 +149,10 @@ async function run(command: string, args: string[]): Promise<number> {
       const { values } = parseStrict(args, CONFIG_OPTIONS);
       return values.help ? help() : check(values.config);
     }
-    case 'demo':
-      return parseStrict(args, HELP_ONLY).values.help ? help() : demo();
+    case 'demo': {
+      const { values } = parseStrict(args, DEMO_OPTIONS);
+      return values.help ? help() : demo(values.traffic === true);
+    }
     case 'version':
     case '--version':
       if (parseStrict(args, HELP_ONLY).values.help) return help();

@@ -6,6 +6,8 @@
 import type { Config } from '../config/schema';
 import type { ServerStatus, ServiceStatus } from '../primary/status';
 import type { LatencyBuckets } from '../observe/latency';
+import type { Transition } from '../observe/transitions';
+import type { HistoryView } from '../primary/history-sampler';
 
 export type AdminState = 'online' | 'drain' | 'halt';
 
@@ -42,8 +44,12 @@ export interface AdminContext {
   latency(vs: string, server: string | null): LatencySummary | null;
   /** Cumulative latency buckets since start (for the metrics histogram), or null without data. */
   latencyBuckets(vs: string, server: string | null): LatencyBuckets | null;
-  /** Changes a server's admin state; null for unknown names. Kept across reloads. */
-  setAdminState(vs: string, server: string, state: AdminState): ServerStatus | null;
+  /** Changes a server's admin state; null for unknown names. Kept across reloads. `by` says who, for the event list. */
+  setAdminState(vs: string, server: string, state: AdminState, by?: string): ServerStatus | null;
+  /** The newest `windowS` seconds of 1 s samples per virtual service and server (issue 15). */
+  history(windowS: number): HistoryView;
+  /** The last health and admin transitions of servers, oldest first. */
+  transitions(): Transition[];
   /** Re-reads and applies the config file; the running config is kept when it is invalid. */
   reload(source: string): Promise<ReloadResult>;
   threadRestarts(): number;

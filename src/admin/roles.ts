@@ -2,7 +2,7 @@
  * Who may do what on the admin API (issue 13). Pure: no I/O, no state.
  *
  *   role      from                              may
- *   read      admin.tokens (role: read)         GET /api/status, GET /api/certificates, GET /metrics
+ *   read      admin.tokens (role: read)         every GET: status, certificates, history, events, metrics
  *   operate   admin.token_file, admin.tokens    everything read may, and POST drain, halt,
  *             (role: operate)                   online, reload, certificate upload and assign
  *   sync      ha.sync_token_file                /api/ha/* only (the HA peer: its state, config push)

@@ -3,8 +3,10 @@
  * primary, off the data plane. Everything it reads or changes goes through AdminContext.
  *
  *   GET  /healthz                               no token: 200 {"status":"serving"}
- *   GET  /                                      no token: the dashboard page (it asks for the token)
+ *   GET  /, /ui/*                               no token: the dashboard page and its files (ui-assets.ts)
  *   GET  /api/status                            read or operate token
+ *   GET  /api/history?window=15m, /api/events   read or operate token: 1 s samples, last transitions
+ *   /api/demo/*                                 only when the demo registers it (extension.ts)
  *   POST /api/servers/{vs}/{server}/{drain|halt|online}   operate token
  *   POST /api/reload                            operate token
  *   GET  /api/certificates                      read or operate token (certificates.ts)
@@ -25,7 +27,9 @@ import type { AdminConfig } from '../config/schema';
 import type { Logger } from '../observe/log';
 import { createAuditLog, type AuditLog } from './audit';
 import type { AdminContext, AdminState } from './context';
-import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard';
+import type { AdminExtension } from './extension';
+import { handleHistory } from './history-api';
+import { DASHBOARD_CSP, loadAssets, type Asset } from './ui-assets';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
 import { loadCredentials, type Credential } from './credentials';
 import { allows, needOf, refusalReason } from './roles';
@@ -42,6 +46,8 @@ export interface AdminServerOptions {
   port?: number;
   /** The config file (HA sync writes it); undefined for built-in configs. */
   configPath?: string;
+  /** Routes under /api/<name> that only some callers have (the demo's). */
+  extension?: AdminExtension;
 }
 
 export interface AdminServer {
@@ -64,6 +70,17 @@ function sourceOf(req: http.IncomingMessage): string {
 export async function startAdminServer(ctx: AdminContext, config: AdminConfig, log: Logger, options: AdminServerOptions = {}): Promise<AdminServer> {
   // Tokens first: a token file that cannot be used stops the start before anything listens.
   const credentials = loadCredentials(config, ctx.config().ha, log);
+  // The page is optional to the API: without its files (tsc run without the copy step) the API
+  // and metrics still serve, and / says what is missing.
+  let assets: Map<string, Asset> = new Map();
+  let assetProblem: string | null = null;
+  try {
+    assets = loadAssets();
+  } catch (error) {
+    assetProblem = (error as Error).message;
+    log.error({ err: assetProblem }, 'dashboard unavailable');
+  }
+  const extension = options.extension;
   const audit: AuditLog = createAuditLog(options.auditLog, (error) => log.error({ err: error.message, audit_log: options.auditLog ?? 'stdout' }, 'audit log write failed'));
   let unauthorized = 0;
   let forbidden = 0;
@@ -108,18 +125,27 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
       if (!isGet) return methodNotAllowed(res, 'GET');
       return sendJson(res, 200, { status: 'serving' });
     }
-    if (path === '/' || path === '/index.html') {
+    const asset = assets.get(path === '/index.html' ? '/' : path);
+    if (asset || (path === '/' && assetProblem)) {
       if (!isGet) return methodNotAllowed(res, 'GET');
-      res.writeHead(200, {
-        'content-type': 'text/html; charset=utf-8',
-        'content-length': Buffer.byteLength(DASHBOARD_HTML),
-        'cache-control': 'no-store',
+      if (!asset) return sendJson(res, 503, { error: assetProblem });
+      const headers = {
+        'content-type': asset.type,
+        // Revalidated every time (a rebuilt carelb serves new files), answered 304 when unchanged.
+        'cache-control': 'no-cache',
+        etag: asset.etag,
         'content-security-policy': DASHBOARD_CSP,
         'x-content-type-options': 'nosniff',
         'x-frame-options': 'DENY',
         'referrer-policy': 'no-referrer',
-      });
-      res.end(DASHBOARD_HTML);
+      };
+      if (req.headers['if-none-match'] === asset.etag) {
+        res.writeHead(304, headers);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { ...headers, 'content-length': asset.body.length });
+      res.end(method === 'HEAD' ? undefined : asset.body);
       return;
     }
     if (path === '/metrics') {
@@ -143,9 +169,11 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
 
     if (path === '/api/status') {
       if (!isGet) return methodNotAllowed(res, 'GET');
-      // The role tells the dashboard which buttons this token can use.
-      return sendJson(res, 200, { role: credential.role, ...statusView(ctx) });
+      // The role tells the dashboard which buttons this token can use; the extension, which controls it offers.
+      return sendJson(res, 200, { role: credential.role, ...statusView(ctx), ...(extension ? { [extension.name]: extension.status() } : {}) });
     }
+    if (handleHistory(ctx, req, res, path)) return;
+    if (extension && (path === `/api/${extension.name}` || path.startsWith(`/api/${extension.name}/`))) return extension.handle(req, res, path, method);
     if (path === '/api/reload') {
       if (method !== 'POST') return methodNotAllowed(res, 'POST');
       const source = sourceOf(req);
@@ -166,7 +194,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
       if (method !== 'POST') return methodNotAllowed(res, 'POST');
       const source = sourceOf(req);
       const before = ctx.status().find((s) => s.name === vs)?.servers.find((s) => s.name === server);
-      const after = before ? ctx.setAdminState(vs, server, verb as AdminState) : null;
+      const after = before ? ctx.setAdminState(vs, server, verb as AdminState, `admin API from ${source}`) : null;
       if (!after) {
         const known = ctx.status().some((s) => s.name === vs);
         const error = known ? `no server "${server}" in virtual service "${vs}"` : `no virtual service "${vs}"`;

@@ -18,6 +18,10 @@
  *
  * The server-wide delay (`delayMs`) is applied before every request except `/admin/*`, so a test
  * can always turn it off again promptly.
+ *
+ * A sick server (`setSick(true)`, the demo dashboard's button, issue 15) answers every request
+ * but `/admin/*` with 503, /health included: carelb's health check takes it out after `fall`
+ * failures and brings it back after `rise` passes once it is well again.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -43,6 +47,9 @@ export interface DemoApiServer {
   port: number;
   /** Requests waiting out a delay right now (for tests and the demo's own status). */
   readonly delayed: number;
+  /** True while the server fails every request (setSick). */
+  readonly sick: boolean;
+  setSick(sick: boolean): void;
   /** Closes the listener, destroys open connections and pending timers; resolves once closed. */
   close(): Promise<void>;
 }
@@ -205,6 +212,7 @@ export async function startDemoApiServer(options: DemoApiOptions): Promise<DemoA
   const name = options.name;
   const host = options.host ?? '127.0.0.1';
   let delayMs = clampDelay(options.delayMs ?? 0);
+  let sick = false;
   const timers = new Set<NodeJS.Timeout>();
   let closing = false;
 
@@ -325,6 +333,10 @@ export async function startDemoApiServer(options: DemoApiOptions): Promise<DemoA
     }
     const handle = (): void => {
       if (closing) return;
+      if (sick && !url.pathname.startsWith('/admin/')) {
+        req.resume();
+        return fhir(res, 503, operationOutcome('transient', `${name} is sick (carelb demo): it fails every request until it is made well`));
+      }
       if (url.pathname === '/echo') return echo(req, res);
       // Bodies sent to other routes are drained and ignored, so the connection stays reusable.
       req.resume();
@@ -364,6 +376,12 @@ export async function startDemoApiServer(options: DemoApiOptions): Promise<DemoA
     port: address.port,
     get delayed() {
       return timers.size;
+    },
+    get sick() {
+      return sick;
+    },
+    setSick(value: boolean) {
+      sick = value;
     },
     close(): Promise<void> {
       closed ??= new Promise<void>((resolve) => {

@@ -25,6 +25,8 @@ import { HealthState } from './state';
 export interface HealthMonitorDeps {
   /** Called when a server comes back up (slow start ramps its weight from here). */
   onUp?: (slot: number, vs: string, server: string) => void;
+  /** Called on every verdict change, active or passive (the dashboard's event list, issue 15). */
+  onTransition?: (vs: string, server: string, to: 'up' | 'down', reason: string) => void;
   views: SharedViews;
   log: Logger;
   /** TLS settings for a server's `https` checks (CA, SNI, client certificate); default: verify against the system CAs. */
@@ -140,7 +142,10 @@ export class HealthMonitor {
     }
     const transition = entry.state.markDown();
     this.writeHealth(entry.slot, false);
-    if (transition) this.deps.log.warn({ vs: entry.vs, server: entry.server, reason, passive: true }, 'server down');
+    if (transition) {
+      this.deps.log.warn({ vs: entry.vs, server: entry.server, reason, passive: true }, 'server down');
+      this.deps.onTransition?.(entry.vs, entry.server, 'down', `passive: ${reason}`);
+    }
   }
 
   /** Clears every timer and destroys the sockets of checks in flight; resolves when they have ended. */
@@ -201,6 +206,7 @@ export class HealthMonitor {
     const fields = { vs: entry.vs, server: entry.server, reason: result.reason };
     if (transition === 'down') this.deps.log.warn(fields, 'server down');
     else this.deps.log.info(fields, 'server up');
+    this.deps.onTransition?.(entry.vs, entry.server, transition, result.reason);
     if (transition === 'up') this.deps.onUp?.(entry.slot, entry.vs, entry.server);
   }
 

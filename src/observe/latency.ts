@@ -138,6 +138,20 @@ export class LatencyBook {
     return result;
   }
 
+  /**
+   * p50 and p99 in ms of the intervals that arrived in (from, to] for the given slots, merged
+   * into `scratch` (reset first, so the history sampler reuses one histogram every second
+   * instead of allocating one per entity); null when none arrived.
+   */
+  between(slots: number[], from: number, to: number, scratch: Histogram): { p50: number; p99: number } | null {
+    scratch.reset();
+    for (const slot of slots) {
+      for (const { at, counts } of this.slots.get(slot)?.recent ?? []) if (at > from && at <= to) addSparse(scratch, counts);
+    }
+    if (scratch.totalCount === 0) return null;
+    return { p50: Math.round(scratch.getValueAtPercentile(50)) / 1000, p99: Math.round(scratch.getValueAtPercentile(99)) / 1000 };
+  }
+
   /** The cumulative histogram of the given slots (merged), for metric buckets; caller destroys it. */
   cumulative(slots: number[]): Histogram {
     const merged = newHistogram();

@@ -16,6 +16,7 @@ import { applyPlan, createSharedFor } from './shared-state';
 import { SlotAllocator } from './slots';
 import { invariantCounts, snapshot, type ServerStatus, type ServiceStatus } from './status';
 import { startAdminServer, type AdminServer } from '../admin/server';
+import type { AdminExtension } from '../admin/extension';
 import { haSelfInfo } from '../admin/sync';
 import { peerOptionsFor, peerStatus, syncIfDrifted } from '../ha/client';
 import { PLAINTEXT_WARNING, pushOptions, sendProblem } from '../ha/transport';
@@ -24,6 +25,8 @@ import { AccessLogSink } from '../observe/access-log';
 import { LatencyBook } from '../observe/latency';
 import { Supervisor } from './supervisor';
 import { HealthMonitor } from '../health/monitor';
+import { TransitionLog } from '../observe/transitions';
+import { HistorySampler } from './history-sampler';
 import { backendTlsOptions } from '../upstream/tls-options';
 import { startExpiryWatch } from '../certs/expiry-watch';
 import { handoverWarning, replacedTlsListeners, type ListenerIdentity } from './listener-handover';
@@ -40,6 +43,8 @@ export interface RunOptions {
   auditLog?: string;
   /** Runs after the threads have stopped (the demo closes its servers here). */
   onStopped?: () => Promise<void>;
+  /** Extra admin API routes (the demo's, under /api/demo/); absent in production. */
+  adminExtension?: AdminExtension;
 }
 
 export interface Running {
@@ -104,10 +109,12 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     throw error;
   }
   const slowStart = new SlowStart(shared);
+  const transitions = new TransitionLog();
   const health = new HealthMonitor({
     views: shared,
     log,
     tlsOptionsFor: (vs, server) => backendTlsOptions(vs, server),
+    onTransition: (vs, server, to, reason) => transitions.add({ time: Date.now(), vs, server, kind: 'health', from: to === 'up' ? 'down' : 'up', to, reason }),
     onUp: (slot, vsName, serverName) => {
       const vs = supervisor.config.virtual_services.find((v) => v.name === vsName);
       const server = vs?.servers.find((s) => s.name === serverName);
@@ -136,6 +143,8 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   if (initial.ha?.allow_plaintext_sync) log.warn({ key: 'ha.allow_plaintext_sync' }, PLAINTEXT_WARNING);
 
   const status = () => snapshot(supervisor.config, supervisor.plan, shared);
+  const history = new HistorySampler({ config: () => supervisor.config, plan: () => supervisor.plan, status, latency });
+  history.start();
 
   let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, config_hash: configHash });
   const reloadOnce = async (source: string): Promise<ReloadResult> => {
@@ -176,6 +185,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     applyPlan(shared, config, next.plan, next.freshServers, next.freshVs);
     health.update(config, next.plan);
     for (const slot of next.freshServers) latency.forget(slot);
+    history.forget(next.freshVs, next.freshServers);
     accessLog.configure(config);
     const outcome = await supervisor.reload(config, next.plan);
     configHash = hashOf(config, text);
@@ -243,15 +253,19 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       const slots = latencySlots(vsName, serverName);
       return slots.length === 0 ? null : latency.buckets(slots);
     },
-    setAdminState(vsName, serverName, state): ServerStatus | null {
+    setAdminState(vsName, serverName, state, by = 'admin'): ServerStatus | null {
       const found = findServer(vsName, serverName);
       if (!found) return null;
       const slot = supervisor.plan.vs[found.v].servers[found.s];
+      const from = status()[found.v].servers[found.s].admin;
+      if (from !== state) transitions.add({ time: Date.now(), vs: vsName, server: serverName, kind: 'admin', from, to: state, reason: by });
       Atomics.store(shared.servers, shared.layout.serverField(slot, F_ADMIN), ADMIN_CODES[state]);
       log.info({ vs: vsName, server: serverName, state }, 'server admin state changed');
       return status()[found.v].servers[found.s];
     },
     reload,
+    history: (windowS) => history.view(windowS),
+    transitions: () => transitions.list(),
     threadRestarts: () => supervisor.restarts,
     invariants: () => invariantCounts(shared),
     ha: () => (supervisor.config.ha ? { self: haSelfInfo(admin, options.configPath), peer: peerCache } : null),
@@ -276,6 +290,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       await reloading;
       clearInterval(peerTimer);
       stopExpiryWatch();
+      history.stop();
       await adminServer?.close();
       slowStart.stop();
       await health.stop();
@@ -286,7 +301,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     })());
 
   try {
-    adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog, configPath: options.configPath }) : null;
+    adminServer = initial.admin ? await startAdminServer(admin, initial.admin, log, { auditLog: options.auditLog, configPath: options.configPath, extension: options.adminExtension }) : null;
   } catch (error) {
     // A start that cannot complete is a failed start: stop the threads, or the process would
     // keep serving without its admin API and `carelb start` would never return.

@@ -50,9 +50,9 @@ export interface AdminReply {
   json: any;
 }
 
-export function adminCall(port: number, method: string, path: string, token: string | null): Promise<AdminReply> {
+export function adminCall(port: number, method: string, path: string, token: string | null, extraHeaders: http.OutgoingHttpHeaders = {}): Promise<AdminReply> {
   return new Promise((resolve, reject) => {
-    const headers: http.OutgoingHttpHeaders = token === null ? {} : { authorization: `Bearer ${token}` };
+    const headers: http.OutgoingHttpHeaders = { ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...extraHeaders };
     const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -79,6 +79,8 @@ export interface HarnessOptions {
   metricsPublic?: boolean;
   /** More config for this test, given the temp dir: keys merged into `admin:`, and an `ha:` block. */
   extra?: (dir: string) => { admin?: Record<string, unknown>; ha?: Record<string, unknown> };
+  /** More keys of the `api` virtual service (a health_check, say). */
+  service?: Record<string, unknown>;
 }
 
 export async function startWithAdmin(t: TestContext, options: HarnessOptions = {}): Promise<AdminHarness> {
@@ -94,7 +96,7 @@ export async function startWithAdmin(t: TestContext, options: HarnessOptions = {
     workers: options.workers ?? 2,
     pin_workers: false,
     shutdown_grace: '2s',
-    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, balance: 'roundrobin', servers: backends.map((b) => ({ name: b.name, address: b.address })) }],
+    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, balance: 'roundrobin', servers: backends.map((b) => ({ name: b.name, address: b.address })), ...options.service }],
     admin: { listen: `127.0.0.1:${adminPort}`, token_file: join(dir, 'secrets', 'admin.token'), metrics_public: options.metricsPublic ?? false, ...extra.admin },
     ...(extra.ha ? { ha: extra.ha } : {}),
   };

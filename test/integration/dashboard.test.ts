@@ -8,11 +8,10 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { CHROMIUM, openBrowser } from '../helpers/browser';
 import { startWithAdmin, type AdminHarness } from '../helpers/admin-context';
 import { request } from '../helpers/client';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 async function adminStateOf(lb: AdminHarness, server: string): Promise<string> {
   const status = await lb.call('GET', '/api/status');
@@ -20,13 +19,10 @@ async function adminStateOf(lb: AdminHarness, server: string): Promise<string> {
 }
 
 test('the dashboard asks for the token, shows the servers live, and a confirmed drain click changes the state /api/status reports', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install -y chromium)` }, async (t) => {
-  const { chromium } = await import('playwright-core');
   const lb = await startWithAdmin(t);
   for (let i = 0; i < 4; i++) assert.equal((await request(lb.port)).status, 200);
 
-  const context = await chromium.launchPersistentContext(join(lb.dir, 'chromium-profile'), { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-  t.after(() => context.close());
-  const page = context.pages()[0] ?? (await context.newPage());
+  const { page } = await openBrowser(t);
   page.setDefaultTimeout(15_000);
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));

@@ -95,6 +95,22 @@ test('GET /health answers 200 {"status":"UP"} with X-Served-By and keep-alive', 
   assert.ok(server.port > 0);
 });
 
+test('a sick server answers 503 to everything but /admin/*, /health included, until it is made well', async (t) => {
+  const server = await start(t, { name: 'ehr-api-sick' });
+  server.setSick(true);
+  assert.equal(server.sick, true);
+  for (const path of ['/health', '/fhir/r4/Patient/1', '/fhir/r4/metadata']) {
+    const reply = await request(server, path);
+    assert.equal(reply.status, 503, path);
+    assert.equal((reply.json as { resourceType: string }).resourceType, 'OperationOutcome');
+    assert.equal(reply.headers['x-served-by'], 'ehr-api-sick');
+  }
+  assert.equal((await request(server, '/echo', { method: 'POST', body: Buffer.from('x') })).status, 503);
+  assert.equal((await request(server, '/admin/delay/0', { method: 'POST' })).status, 200);
+  server.setSick(false);
+  assert.equal((await request(server, '/health')).status, 200);
+});
+
 test('GET /fhir/r4/metadata answers a FHIR R4 CapabilityStatement', async (t) => {
   const server = await start(t);
   const reply = await request(server, '/fhir/r4/metadata');
@@ -333,7 +349,7 @@ test('ehr-api-main starts a server from the command line and prints a ready line
   assert.equal(ready.msg, 'ready');
   assert.ok(ready.port > 0);
 
-  const reply = await request({ name: 'ehr-api-cli', host: '127.0.0.1', port: ready.port, delayed: 0, close: async () => undefined }, '/health');
+  const reply = await request({ name: 'ehr-api-cli', host: '127.0.0.1', port: ready.port, delayed: 0, sick: false, setSick: () => undefined, close: async () => undefined }, '/health');
   assert.equal(reply.headers['x-served-by'], 'ehr-api-cli');
 
   const exited = once(child, 'exit');

@@ -14,9 +14,8 @@ import { runCarelb } from '../../src/primary/run';
 import { startBackend } from '../helpers/backend';
 import { tempDir, until } from '../helpers/carelb';
 import { freePort } from '../helpers/ports';
+import { CHROMIUM, openBrowser } from '../helpers/browser';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 function get(port: number, path: string, token?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -64,10 +63,8 @@ test('/api/status shows this node and its peer, and the dashboard has a place fo
   // Nothing listens on peer_admin: the probe's own error, not an empty or generic one.
   assert.deepEqual(status.ha.peer, { error: `cannot reach the peer's admin API at 127.0.0.1:${peerAdmin}: ECONNREFUSED` }, 'an unreachable peer is reported, not hidden');
   if (!existsSync(CHROMIUM)) return t.skip(`${CHROMIUM} is absent (apt-get install -y chromium): the page itself is not checked`);
-  const { chromium } = await import('playwright-core');
-  const context = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-  t.after(() => context.close());
-  const page = context.pages()[0] ?? (await context.newPage());
+  // The profile is removed after the browser closes (helpers/browser.ts), not with `dir`.
+  const { page } = await openBrowser(t);
   page.setDefaultTimeout(15_000);
   await page.goto(`http://127.0.0.1:${adminPort}/`);
   await page.getByLabel('Admin token').fill(token);

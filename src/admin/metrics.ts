@@ -7,7 +7,8 @@
  * Families, per virtual service (`vs`) and per server (`vs`, `server`):
  *   carelb_requests_total, carelb_responses_total{class}, carelb_client_aborts_total,
  *   carelb_bytes_in_total, carelb_bytes_out_total, carelb_errors_total{code}, carelb_in_flight,
- *   carelb_request_duration_seconds (summary: quantile 0.5/0.9/0.99/0.999 over the last 60 s, and _count)
+ *   carelb_request_duration_seconds (summary: quantile 0.5/0.9/0.99/0.999 over the last 60 s;
+ *     _sum and _count since start, so they only go up, as Prometheus requires of a summary)
  *   carelb_request_latency_seconds (histogram: cumulative buckets since start, _sum, _count)
  *   carelb_server_<same counters>, carelb_server_failures_total, carelb_server_retries_total,
  *   carelb_server_connect_failures_total, carelb_server_in_flight, carelb_server_weight,
@@ -112,10 +113,18 @@ function addCounters(x: Exposition, prefix: string, stats: readonly string[], he
   }
 }
 
-function addLatency(x: Exposition, name: string, help: string, labels: Labels, latency: LatencySummary | null): void {
-  if (!latency) return x.declare(name, 'summary', help);
-  for (const [quantile, key] of QUANTILES) x.add(name, 'summary', help, { ...labels, quantile }, latency[key] / 1000);
-  x.add(name, 'summary', help, labels, latency.count, '_count');
+/**
+ * A summary as Prometheus's own client libraries write one (client_golang's MaxAge): the
+ * quantiles describe a sliding window (the last 60 s), while `_sum` and `_count` come from the
+ * cumulative histogram and only go up, so `rate(x_sum) / rate(x_count)` is a true mean and a
+ * quiet minute never looks like a counter reset. Quantiles are NaN when the window is empty,
+ * as client_golang writes them. Without any data at all the family is declared, not sampled.
+ */
+function addLatency(x: Exposition, name: string, help: string, labels: Labels, latency: LatencySummary | null, total: LatencyBuckets | null): void {
+  if (!total) return x.declare(name, 'summary', help);
+  for (const [quantile, key] of QUANTILES) x.add(name, 'summary', help, { ...labels, quantile }, latency ? latency[key] / 1000 : NaN);
+  x.add(name, 'summary', help, labels, total.sum, '_sum');
+  x.add(name, 'summary', help, labels, total.count, '_count');
 }
 
 /** A cumulative histogram family from merged thread histograms (bucket bounds in seconds). */
@@ -157,7 +166,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
     x.add('carelb_in_flight', 'gauge', 'Requests in flight to the servers of the virtual service.', labels, service.servers.reduce((sum, s) => sum + s.active, 0));
   }
   for (const service of services) {
-    addLatency(x, 'carelb_request_duration_seconds', 'Request duration seen by clients (summary of the merged thread histograms).', { vs: service.name }, ctx.latency(service.name, null));
+    addLatency(x, 'carelb_request_duration_seconds', 'Request duration seen by clients (summary of the merged thread histograms).', { vs: service.name }, ctx.latency(service.name, null), ctx.latencyBuckets(service.name, null));
     addBuckets(x, 'carelb_request_latency_seconds', 'Request duration since start, as histogram buckets from the merged thread histograms.', { vs: service.name }, ctx.latencyBuckets(service.name, null));
   }
 
@@ -190,7 +199,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
   }
   for (const service of services) {
     for (const server of service.servers) {
-      addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', { vs: service.name, server: server.name }, ctx.latency(service.name, server.name));
+      addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', { vs: service.name, server: server.name }, ctx.latency(service.name, server.name), ctx.latencyBuckets(service.name, server.name));
     }
   }
   return x.text();

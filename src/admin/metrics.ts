@@ -15,7 +15,8 @@
  *   carelb_server_up, carelb_server_admin_state{state}, carelb_server_check_success,
  *   carelb_server_check_duration_seconds, carelb_server_request_duration_seconds
  * and carelb_build_info{version}, carelb_start_time_seconds, carelb_workers,
- * carelb_thread_restarts_total, carelb_admin_unauthorized_total, carelb_admin_forbidden_total.
+ * carelb_thread_restarts_total, carelb_admin_unauthorized_total, carelb_admin_forbidden_total,
+ * carelb_ha_peer_up, carelb_ha_config_in_sync (with `ha:` only).
  */
 import type { LatencyBuckets } from '../observe/latency';
 import type { AdminContext, AdminState, LatencySummary } from './context';
@@ -136,6 +137,26 @@ function addBuckets(x: Exposition, name: string, help: string, labels: Labels, b
   x.add(name, 'histogram', help, labels, buckets.count, '_count');
 }
 
+/**
+ * The HA pair, from the primary's cached view of the peer (refreshed every 5 s): whether the
+ * peer's admin API answered, and whether both nodes run the same shared config (the hash
+ * without the node-local blocks, on which drift is judged). No sample where nothing is known:
+ * without `ha:`, and for the hashes while the peer is unreachable or a file changed unloaded.
+ */
+function addHa(x: Exposition, ctx: AdminContext): void {
+  const upHelp = "HA pair: 1 when the peer's admin API answered the last status query (every 5 s), 0 when it did not.";
+  const syncHelp = "HA pair: 1 when this node and the peer run the same shared config (hash without the node-local blocks), 0 when they differ.";
+  x.declare('carelb_ha_peer_up', 'gauge', upHelp);
+  x.declare('carelb_ha_config_in_sync', 'gauge', syncHelp);
+  const pair = ctx.ha() as { self: { shared_hash?: string | null }; peer: { shared_hash?: string | null; error?: string } | null } | null;
+  if (!pair || pair.peer === null) return;
+  const answered = pair.peer.error === undefined;
+  x.add('carelb_ha_peer_up', 'gauge', upHelp, {}, answered ? 1 : 0);
+  const mine = pair.self.shared_hash;
+  const theirs = answered ? pair.peer.shared_hash : null;
+  if (mine && theirs) x.add('carelb_ha_config_in_sync', 'gauge', syncHelp, {}, mine === theirs ? 1 : 0);
+}
+
 export interface MetricsExtras {
   /** Requests refused by the admin server for a missing or wrong token. */
   unauthorized: number;
@@ -154,6 +175,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
   }
   x.add('carelb_admin_unauthorized_total', 'counter', 'Admin requests refused for a missing or wrong token.', {}, extras.unauthorized);
   x.add('carelb_admin_forbidden_total', 'counter', "Admin requests refused because the token's role does not allow them.", {}, extras.forbidden);
+  addHa(x, ctx);
 
   const services = ctx.status();
   // One pass per family group keeps each family contiguous whatever the number of services.

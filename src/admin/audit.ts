@@ -11,8 +11,6 @@
  * completes. close() writes out everything pending, summaries included, before it resolves;
  * lines of the last moments before a crash can be lost, a bounded price for never stalling.
  */
-import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
 import pino from 'pino';
 import { drainDestination, ReopenableLogFile } from '../observe/log-file';
 import { RefusalSummary, type Refusal, type SummaryOptions } from './audit-summary';
@@ -52,11 +50,8 @@ export function createAuditLog(path?: string, onError: (error: Error) => void = 
   let file: ReopenableLogFile | null = null;
   let stdout: ReturnType<typeof pino.destination> | null = null;
   if (path) {
-    // Opened once synchronously so that a path that cannot be written fails the start here;
-    // the log file itself keeps the path, not this fd, so that it can be reopened after
-    // logrotate moved the file away (SIGUSR1).
-    mkdirSync(dirname(path), { recursive: true });
-    closeSync(openSync(path, 'a', 0o640));
+    // Opened now (a path that cannot be written fails the start here), and reopened at the
+    // same path after logrotate moved the file away (SIGUSR1).
     file = new ReopenableLogFile(path, { mode: 0o640 }, onError);
   } else {
     stdout = pino.destination({ dest: 1, sync: false });
@@ -76,8 +71,7 @@ export function createAuditLog(path?: string, onError: (error: Error) => void = 
     },
     reopen: () => {
       if (!file || closing) return false;
-      file.reopen();
-      return true;
+      return file.reopen();
     },
     close: () =>
       (closing ??= (() => {

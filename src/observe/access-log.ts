@@ -5,8 +5,6 @@
  * (logrotate renames the file, then signals: see deploy/logrotate/carelb). The threads never
  * hold the file, so the primary reopening it is enough.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import pino from 'pino';
 import type { Config } from '../config/schema';
 import { ReopenableLogFile } from './log-file';
@@ -31,8 +29,13 @@ export class AccessLogSink {
       this.stdout.on('error', (error: Error) => this.onError(error, target));
       return;
     }
-    mkdirSync(dirname(target), { recursive: true });
-    this.file = new ReopenableLogFile(target, { minLength: 4096 }, (error) => this.onError(error, target));
+    try {
+      this.file = new ReopenableLogFile(target, { minLength: 4096 }, (error) => this.onError(error, target));
+    } catch (error) {
+      // The file check before start and reload makes this rare (a disk gone read-only since):
+      // requests are served without an access log rather than not at all.
+      this.onError(error as Error, target);
+    }
   }
 
   write(lines: string[]): void {
@@ -41,10 +44,12 @@ export class AccessLogSink {
     else this.stdout?.write(text);
   }
 
-  /** Reopens the file at its path (lines before go to the old file); the path, or null when off or on stdout. */
+  /**
+   * Reopens the file at its path (lines before go to the old file); the path, or null when off,
+   * on stdout, or when the path cannot be opened now (the old file is kept, the error reported).
+   */
   reopen(): string | null {
-    if (!this.file) return null;
-    this.file.reopen();
+    if (!this.file || !this.file.reopen()) return null;
     return this.target;
   }
 

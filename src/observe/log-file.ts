@@ -10,6 +10,8 @@
  * reopen() goes to the old file (the old destination writes out what it holds, then closes),
  * every line after it to the new one. Nothing is lost either way.
  */
+import { mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino from 'pino';
 
 type Destination = ReturnType<typeof pino.destination>;
@@ -27,7 +29,7 @@ export function drainDestination(destination: Destination, end: boolean): Promis
     try {
       destination.flushSync();
     } catch {
-      /* not open yet, or the fd is gone: end() below still writes what it holds once open */
+      /* the fd is gone: nothing more can be written to it */
     }
     if (!end) return resolve();
     destination.once('close', () => resolve());
@@ -39,7 +41,10 @@ export function drainDestination(destination: Destination, end: boolean): Promis
 export class ReopenableLogFile {
   private current: Destination;
 
-  /** Opens `path` (appended, directory created); `onError` hears write and open failures, never thrown. */
+  /**
+   * Opens `path` (appended, directory created); throws when it cannot be opened, so a start
+   * fails on a path it cannot write. `onError` hears write failures later, never thrown.
+   */
   constructor(
     readonly path: string,
     private readonly options: LogFileOptions,
@@ -48,9 +53,16 @@ export class ReopenableLogFile {
     this.current = this.open();
   }
 
+  /**
+   * The file is opened here, synchronously, and the destination given its descriptor: a
+   * destination still opening its path asynchronously cannot be flushed, and pino's exit hook
+   * then throws "sonic boom is not ready yet" if the process exits in that moment.
+   */
   private open(): Destination {
-    const destination = pino.destination({ dest: this.path, sync: false, append: true, mkdir: true, minLength: this.options.minLength ?? 0, mode: this.options.mode });
-    // Without a listener an 'error' event (a directory removed under us) would crash the primary.
+    mkdirSync(dirname(this.path), { recursive: true });
+    const fd = openSync(this.path, 'a', this.options.mode ?? 0o666);
+    const destination = pino.destination({ dest: fd, sync: false, minLength: this.options.minLength ?? 0 });
+    // Without a listener an 'error' event (a disk full) would crash the primary.
     destination.on('error', this.onError);
     return destination;
   }
@@ -59,11 +71,23 @@ export class ReopenableLogFile {
     this.current.write(text);
   }
 
-  /** New lines go to a new file at the path; the old destination finishes its lines into the old file. */
-  reopen(): void {
+  /**
+   * New lines go to a new file at the path; the old destination finishes its lines into the
+   * old file, then closes it. When the path cannot be opened now (a directory gone, a
+   * permission changed) the old file stays in use and the error is reported: no line is lost.
+   */
+  reopen(): boolean {
+    let next: Destination;
+    try {
+      next = this.open();
+    } catch (error) {
+      this.onError(error as Error);
+      return false;
+    }
     const old = this.current;
-    this.current = this.open();
+    this.current = next;
     void drainDestination(old, true);
+    return true;
   }
 
   /** Writes out what is buffered synchronously when possible (stop), without closing. */
@@ -71,7 +95,7 @@ export class ReopenableLogFile {
     try {
       this.current.flushSync();
     } catch {
-      /* not open yet: close() writes it */
+      /* the fd is gone: nothing more can be written to it */
     }
   }
 

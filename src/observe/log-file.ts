@@ -4,11 +4,13 @@
  * next line goes to a new file at the old path. Used by the access log and the audit log in
  * the primary.
  *
- * Why a fresh destination instead of sonic-boom's own reopen(): sonic-boom 4.2 defers a reopen
- * asked for during a write, and a line queued meanwhile was seen landing in the renamed file
- * after the reopen had been asked for. Here the split is exact: every line written before
- * reopen() goes to the old file (the old destination writes out what it holds, then closes),
- * every line after it to the new one. Nothing is lost either way.
+ * A reopen makes a fresh destination on a freshly opened descriptor rather than calling
+ * sonic-boom's own reopen(): sonic-boom 4.2 defers a reopen asked for during a write, and a line
+ * queued meanwhile was seen landing in the renamed file after the reopen had been asked for
+ * (and its reopen needs a destination that opens its path asynchronously, see open()). Here
+ * the split is exact: every line written before reopen() goes to the old file (the old
+ * destination writes out what it holds, then closes), every line after it to the new one.
+ * Nothing is lost either way.
  */
 import { mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { loadConfigText } from '../../src/config/load';
 import { createLogger } from '../../src/observe/log';
 import { runCarelb, type Running } from '../../src/primary/run';
@@ -39,9 +39,8 @@ function hasPromtool(): boolean {
   return !promtool(['--version']).missing;
 }
 
-/** Every `expr` of the rules file (rules are simple enough for a line-based read of the YAML). */
+/** Every `expr` of the rules file. */
 function ruleExpressions(): string[] {
-  const { parse } = require('yaml') as typeof import('yaml');
   const doc = parse(readFileSync(RULES, 'utf8')) as { groups: { rules: { expr: string }[] }[] };
   return doc.groups.flatMap((group) => group.rules.map((rule) => String(rule.expr)));
 }
@@ -156,6 +155,11 @@ test('every metric name in the alerting rules and the Grafana dashboard exists i
   // The two nodes share a host here, so their virtual services listen on different ports: their
   // shared configs differ, and carelb says so (what CarelbHaConfigDrift alerts on).
   assert.match(exposition, /^carelb_ha_config_in_sync 0$/m);
+  if (hasPromtool()) {
+    // The HA families with samples, checked by Prometheus's own parser and linter too.
+    const run = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(run.status, 0, `promtool check metrics:\n${run.stdout}${run.stderr}`);
+  }
 
   const present = namesIn(exposition);
   const used = new Map<string, string>();

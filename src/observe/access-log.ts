@@ -7,7 +7,7 @@
  */
 import pino from 'pino';
 import type { Config } from '../config/schema';
-import { ReopenableLogFile } from './log-file';
+import { drainDestination, ReopenableLogFile } from './log-file';
 
 export class AccessLogSink {
   private file: ReopenableLogFile | null = null;
@@ -21,7 +21,7 @@ export class AccessLogSink {
   configure(config: Config): void {
     const target = typeof config.access_log === 'string' ? config.access_log : config.access_log.path;
     if (target === this.target) return;
-    this.close();
+    void this.close();
     this.target = target;
     if (target === 'off') return;
     if (target === 'stdout') {
@@ -53,15 +53,12 @@ export class AccessLogSink {
     return this.target;
   }
 
-  /** Writes out what is buffered (on stop). */
-  close(): void {
-    if (this.file) {
-      this.file.flushSync();
-      void this.file.close();
-    }
-    this.stdout?.flushSync();
+  /** Writes out what is buffered and closes the file (on stop, or a reload that moves the log); resolves when written. */
+  close(): Promise<void> {
+    const done = this.file ? this.file.close() : this.stdout ? drainDestination(this.stdout, false) : Promise.resolve();
     this.file = null;
     this.stdout = null;
     this.target = 'off';
+    return done;
   }
 }

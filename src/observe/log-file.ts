@@ -25,18 +25,35 @@ export interface LogFileOptions {
   mode?: number;
 }
 
-/** Resolves once `destination` has written what it holds and, when `end`, closed its fd. */
+/** sonic-boom 4.2 has no public "write in flight" flag; its own code reads this field. */
+function writing(destination: Destination): boolean {
+  return (destination as unknown as { _writing?: boolean })._writing === true;
+}
+
+/**
+ * Resolves once `destination` has written what it holds and, when `end`, closed its fd.
+ * Never flushSync() while an asynchronous write is in flight: sonic-boom 4.2's flushSync does
+ * not wait for it, so the lines it writes would land before the one in flight (seen: a file
+ * reading "two\none\n"). end() waits for that write, then writes the rest in order.
+ */
 export function drainDestination(destination: Destination, end: boolean): Promise<void> {
   return new Promise((resolve) => {
+    destination.once('error', () => resolve());
+    if (end) {
+      destination.once('close', () => resolve());
+      destination.end();
+      return;
+    }
+    if (writing(destination)) {
+      destination.once('drain', () => resolve());
+      return;
+    }
     try {
       destination.flushSync();
     } catch {
       /* the fd is gone: nothing more can be written to it */
     }
-    if (!end) return resolve();
-    destination.once('close', () => resolve());
-    destination.once('error', () => resolve());
-    destination.end();
+    resolve();
   });
 }
 
@@ -90,15 +107,6 @@ export class ReopenableLogFile {
     this.current = next;
     void drainDestination(old, true);
     return true;
-  }
-
-  /** Writes out what is buffered synchronously when possible (stop), without closing. */
-  flushSync(): void {
-    try {
-      this.current.flushSync();
-    } catch {
-      /* the fd is gone: nothing more can be written to it */
-    }
   }
 
   /** Writes out everything and closes the file. */

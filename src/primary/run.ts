@@ -268,7 +268,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       slowStart.stop();
       await health.stop();
       await supervisor.stop(supervisor.config.shutdown_grace);
-      accessLog.close();
+      await accessLog.close();
       await options.onStopped?.();
       log.info('stopped');
     })());

@@ -44,16 +44,21 @@ export function drainDestination(destination: Destination, end: boolean): Promis
       destination.end();
       return;
     }
-    if (writing(destination)) {
-      destination.once('drain', () => resolve());
-      return;
-    }
-    try {
-      destination.flushSync();
-    } catch {
-      /* the fd is gone: nothing more can be written to it */
-    }
-    resolve();
+    // After the write in flight, what is left may be under minLength and stay buffered: write
+    // it out once nothing is in flight.
+    const settle = (): void => {
+      if (writing(destination)) {
+        destination.once('drain', settle);
+        return;
+      }
+      try {
+        destination.flushSync();
+      } catch {
+        /* the fd is gone: nothing more can be written to it */
+      }
+      resolve();
+    };
+    settle();
   });
 }
 

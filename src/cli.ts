@@ -41,6 +41,7 @@ const DEMO_OPTIONS = { traffic: { type: 'boolean' }, help: { type: 'boolean', sh
 
 interface Stoppable {
   reload(source: string): Promise<unknown>;
+  reopenLogs(): string[];
   stop(): Promise<void>;
 }
 
@@ -72,11 +73,21 @@ function nativeProblem(): string | null {
   }
 }
 
-/** Serves until SIGTERM/SIGINT (graceful stop); SIGHUP reloads. Resolves with the exit status. */
+/**
+ * Serves until SIGTERM/SIGINT (graceful stop); SIGHUP reloads; SIGUSR1 reopens the log files
+ * (as NGINX does: logrotate renames them, then signals, so no line is lost the way
+ * copytruncate loses the lines written between its copy and its truncate). A listener on
+ * SIGUSR1 also keeps Node from opening its inspector on that signal, which a production load
+ * balancer must not do anyway. Resolves with the exit status.
+ */
 async function serve(running: Stoppable, log: Logger): Promise<number> {
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'signal received: reloading the config');
     void running.reload('SIGHUP');
+  });
+  process.on('SIGUSR1', () => {
+    const files = running.reopenLogs();
+    log.info({ signal: 'SIGUSR1', files }, 'signal received: log files reopened');
   });
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {

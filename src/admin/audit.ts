@@ -11,9 +11,8 @@
  * completes. close() writes out everything pending, summaries included, before it resolves;
  * lines of the last moments before a crash can be lost, a bounded price for never stalling.
  */
-import { mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
 import pino from 'pino';
+import { drainDestination, ReopenableLogFile } from '../observe/log-file';
 import { RefusalSummary, type Refusal, type SummaryOptions } from './audit-summary';
 
 export interface AuditEntry {
@@ -35,23 +34,11 @@ export interface AuditLog {
   refused(refusal: Refusal): void;
   /** Writes out pending summaries and lines; resolves when they are written. */
   close(): Promise<void>;
-}
-
-type Destination = ReturnType<typeof pino.destination>;
-
-/** Resolves once `destination` has written what it holds (and, for a file, closed it). */
-function drain(destination: Destination, end: boolean): Promise<void> {
-  return new Promise((resolve) => {
-    try {
-      destination.flushSync();
-    } catch {
-      /* the fd is gone (or never written): nothing left to flush */
-    }
-    if (!end) return resolve();
-    destination.once('close', () => resolve());
-    destination.once('error', () => resolve());
-    destination.end();
-  });
+  /**
+   * Reopens the file at its path (SIGUSR1 after logrotate renamed it): lines written before go
+   * to the old file, lines after to the new one. False when writing to stdout.
+   */
+  reopen(): boolean;
 }
 
 /**
@@ -60,14 +47,18 @@ function drain(destination: Destination, end: boolean): Promise<void> {
  * pipe): they are reported, never thrown into the primary.
  */
 export function createAuditLog(path?: string, onError: (error: Error) => void = () => {}, summary: SummaryOptions = {}): AuditLog {
-  let fd = 1;
+  let file: ReopenableLogFile | null = null;
+  let stdout: ReturnType<typeof pino.destination> | null = null;
   if (path) {
-    mkdirSync(dirname(path), { recursive: true });
-    fd = openSync(path, 'a', 0o640);
+    // Opened now (a path that cannot be written fails the start here), and reopened at the
+    // same path after logrotate moved the file away (SIGUSR1).
+    file = new ReopenableLogFile(path, { mode: 0o640 }, onError);
+  } else {
+    stdout = pino.destination({ dest: 1, sync: false });
+    stdout.on('error', onError);
   }
-  const destination = pino.destination({ dest: fd, sync: false });
-  destination.on('error', onError);
-  const log = pino({ base: { audit: true }, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, destination);
+  const sink = file ?? stdout!;
+  const log = pino({ base: { audit: true }, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, { write: (line: string) => sink.write(line) });
   const refusals = new RefusalSummary((entry) => log.info(entry, 'admin requests refused'), summary);
   let closing: Promise<void> | null = null;
   return {
@@ -78,10 +69,14 @@ export function createAuditLog(path?: string, onError: (error: Error) => void = 
     refused: (refusal) => {
       if (!closing) refusals.record(refusal);
     },
+    reopen: () => {
+      if (!file || closing) return false;
+      return file.reopen();
+    },
     close: () =>
       (closing ??= (() => {
         refusals.flush();
-        return drain(destination, path !== undefined);
+        return file ? file.close() : drainDestination(stdout!, false);
       })()),
   };
 }

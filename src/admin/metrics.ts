@@ -7,7 +7,8 @@
  * Families, per virtual service (`vs`) and per server (`vs`, `server`):
  *   carelb_requests_total, carelb_responses_total{class}, carelb_client_aborts_total,
  *   carelb_bytes_in_total, carelb_bytes_out_total, carelb_errors_total{code}, carelb_in_flight,
- *   carelb_request_duration_seconds (summary: quantile 0.5/0.9/0.99/0.999 over the last 60 s, and _count)
+ *   carelb_request_duration_seconds (summary: quantile 0.5/0.9/0.99/0.999 over the last 60 s;
+ *     _sum and _count since start, so they only go up, as Prometheus requires of a summary)
  *   carelb_request_latency_seconds (histogram: cumulative buckets since start, _sum, _count)
  *   carelb_server_<same counters>, carelb_server_failures_total, carelb_server_retries_total,
  *   carelb_server_connect_failures_total, carelb_server_in_flight, carelb_server_weight,
@@ -17,7 +18,8 @@
  * carelb_thread_restarts_total, carelb_admin_unauthorized_total, carelb_admin_forbidden_total,
  * and carelb_certificate_expiry_timestamp_seconds{name,virtual_service} (issue 14: one sample
  * per certificate and virtual service using it; virtual_service="" for one used by none, such
- * as a stored certificate not yet assigned or the admin API's own).
+ * as a stored certificate not yet assigned or the admin API's own),
+ * carelb_ha_peer_up, carelb_ha_config_in_sync (with `ha:` only).
  */
 import type { LatencyBuckets } from '../observe/latency';
 import type { AdminContext, AdminState, LatencySummary } from './context';
@@ -116,10 +118,18 @@ function addCounters(x: Exposition, prefix: string, stats: readonly string[], he
   }
 }
 
-function addLatency(x: Exposition, name: string, help: string, labels: Labels, latency: LatencySummary | null): void {
-  if (!latency) return x.declare(name, 'summary', help);
-  for (const [quantile, key] of QUANTILES) x.add(name, 'summary', help, { ...labels, quantile }, latency[key] / 1000);
-  x.add(name, 'summary', help, labels, latency.count, '_count');
+/**
+ * A summary as Prometheus's own client libraries write one (client_golang's MaxAge): the
+ * quantiles describe a sliding window (the last 60 s), while `_sum` and `_count` come from the
+ * cumulative histogram and only go up, so `rate(x_sum) / rate(x_count)` is a true mean and a
+ * quiet minute never looks like a counter reset. Quantiles are NaN when the window is empty,
+ * as client_golang writes them. Without any data at all the family is declared, not sampled.
+ */
+function addLatency(x: Exposition, name: string, help: string, labels: Labels, latency: LatencySummary | null, total: LatencyBuckets | null): void {
+  if (!total) return x.declare(name, 'summary', help);
+  for (const [quantile, key] of QUANTILES) x.add(name, 'summary', help, { ...labels, quantile }, latency ? latency[key] / 1000 : NaN);
+  x.add(name, 'summary', help, labels, total.sum, '_sum');
+  x.add(name, 'summary', help, labels, total.count, '_count');
 }
 
 /** A cumulative histogram family from merged thread histograms (bucket bounds in seconds). */
@@ -129,6 +139,26 @@ function addBuckets(x: Exposition, name: string, help: string, labels: Labels, b
   x.add(name, 'histogram', help, { ...labels, le: '+Inf' }, buckets.count, '_bucket');
   x.add(name, 'histogram', help, labels, buckets.sum, '_sum');
   x.add(name, 'histogram', help, labels, buckets.count, '_count');
+}
+
+/**
+ * The HA pair, from the primary's cached view of the peer (refreshed every 5 s): whether the
+ * peer's admin API answered, and whether both nodes run the same shared config (the hash
+ * without the node-local blocks, on which drift is judged). No sample where nothing is known:
+ * without `ha:`, and for the hashes while the peer is unreachable or a file changed unloaded.
+ */
+function addHa(x: Exposition, ctx: AdminContext): void {
+  const upHelp = "HA pair: 1 when the peer's admin API answered the last status query (every 5 s), 0 when it did not.";
+  const syncHelp = "HA pair: 1 when this node and the peer run the same shared config (hash without the node-local blocks), 0 when they differ.";
+  x.declare('carelb_ha_peer_up', 'gauge', upHelp);
+  x.declare('carelb_ha_config_in_sync', 'gauge', syncHelp);
+  const pair = ctx.ha() as { self: { shared_hash?: string | null }; peer: { shared_hash?: string | null; error?: string } | null } | null;
+  if (!pair || pair.peer === null) return;
+  const answered = pair.peer.error === undefined;
+  x.add('carelb_ha_peer_up', 'gauge', upHelp, {}, answered ? 1 : 0);
+  const mine = pair.self.shared_hash;
+  const theirs = answered ? pair.peer.shared_hash : null;
+  if (mine && theirs) x.add('carelb_ha_config_in_sync', 'gauge', syncHelp, {}, mine === theirs ? 1 : 0);
 }
 
 export interface MetricsExtras {
@@ -149,6 +179,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
   }
   x.add('carelb_admin_unauthorized_total', 'counter', 'Admin requests refused for a missing or wrong token.', {}, extras.unauthorized);
   x.add('carelb_admin_forbidden_total', 'counter', "Admin requests refused because the token's role does not allow them.", {}, extras.forbidden);
+  addHa(x, ctx);
 
   const services = ctx.status();
   // One pass per family group keeps each family contiguous whatever the number of services.
@@ -161,7 +192,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
     x.add('carelb_in_flight', 'gauge', 'Requests in flight to the servers of the virtual service.', labels, service.servers.reduce((sum, s) => sum + s.active, 0));
   }
   for (const service of services) {
-    addLatency(x, 'carelb_request_duration_seconds', 'Request duration seen by clients (summary of the merged thread histograms).', { vs: service.name }, ctx.latency(service.name, null));
+    addLatency(x, 'carelb_request_duration_seconds', 'Request duration seen by clients (summary of the merged thread histograms).', { vs: service.name }, ctx.latency(service.name, null), ctx.latencyBuckets(service.name, null));
     addBuckets(x, 'carelb_request_latency_seconds', 'Request duration since start, as histogram buckets from the merged thread histograms.', { vs: service.name }, ctx.latencyBuckets(service.name, null));
   }
 
@@ -194,7 +225,7 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
   }
   for (const service of services) {
     for (const server of service.servers) {
-      addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', { vs: service.name, server: server.name }, ctx.latency(service.name, server.name));
+      addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', { vs: service.name, server: server.name }, ctx.latency(service.name, server.name), ctx.latencyBuckets(service.name, server.name));
     }
   }
   addCertificates(x, ctx);

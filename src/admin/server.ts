@@ -56,6 +56,8 @@ export interface AdminServer {
   /** The operate token file admin.token_file (generated at this start when it did not exist). */
   tokenFile: string;
   close(): Promise<void>;
+  /** Reopens the audit log file (log rotation); false when the audit log goes to stdout. */
+  reopenAuditLog(): boolean;
 }
 
 const STATES: readonly AdminState[] = ['online', 'drain', 'halt'];
@@ -244,6 +246,7 @@ export async function startAdminServer(ctx: AdminContext, config: AdminConfig, l
   return {
     port,
     tokenFile: config.token_file,
+    reopenAuditLog: () => audit.reopen(),
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         server.close(() => {

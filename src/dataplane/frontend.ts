@@ -54,7 +54,7 @@ function sslOptions(cert: string, key: string, passphraseFile: string | undefine
 /**
  * Refuses a request before any exchange exists. The connection stays open when the request
  * was read completely and framed soundly; a chunked body (uWS's de-chunking cannot be trusted
- * to find its end, UWS-NOTES) or a replaced listener closes it.
+ * to find its end, docs/uws.md) or a replaced listener closes it.
  */
 function refuse(vs: ServiceRuntime, res: HttpResponse, name: ErrorName, head: boolean, keep: boolean, headers?: [string, string][]): void {
   if (keep) refuseKeepingConnection(vs, res, name, head, headers);
@@ -109,7 +109,7 @@ export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpReq
     if (request.invalid !== '') return refuseAndClose(vs, res, 'BAD_REQUEST', head, request.invalid);
     const refusal = checkLimits(vs, request);
     if (refusal !== null) return refuseAndClose(vs, res, refusal, head);
-    // uWS mis-sizes chunks with extensions (UWS-NOTES): behind another proxy that shares
+    // uWS mis-sizes chunks with extensions (docs/uws.md): behind another proxy that shares
     // connections between users, a chunked body could carry someone else's request.
     if (request.chunked && vs.config.chunked_requests === 'refuse') return refuseAndClose(vs, res, 'LENGTH_REQUIRED', head);
     const wait = vs.admission.rateWait(client);

@@ -57,6 +57,8 @@ export interface Running {
   /** Live state and counters of the running config. */
   status(): ServiceStatus[];
   reload(source: string): Promise<ReloadResult>;
+  /** Reopens the log files carelb writes (SIGUSR1, after log rotation); returns their paths. */
+  reopenLogs(): string[];
   stop(): Promise<void>;
 }
 
@@ -124,7 +126,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
   health.update(initial, planned.plan);
   supervisor.onPassiveDown = (slot, reason) => health.markDown(slot, reason);
   const latency = new LatencyBook();
-  const accessLog = new AccessLogSink();
+  const accessLog = new AccessLogSink((error, target) => log.error({ err: error.message, access_log: target }, 'access log write failed'));
   accessLog.configure(initial);
   supervisor.onObserve = (batch) => {
     if (batch.latency) latency.add(batch.latency);
@@ -295,7 +297,7 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
       slowStart.stop();
       await health.stop();
       await supervisor.stop(supervisor.config.shutdown_grace);
-      accessLog.close();
+      await accessLog.close();
       await options.onStopped?.();
       log.info('stopped');
     })());
@@ -317,5 +319,13 @@ export async function runCarelb(initial: Config, options: RunOptions = {}): Prom
     virtual_services: initial.virtual_services.map((vs) => ({ name: vs.name, listen: `${vs.listen.host}:${vs.listen.port}`, servers: vs.servers.length })),
   });
 
-  return { supervisor, shared, admin, adminServer, status, reload, stop };
+  const reopenLogs = (): string[] => {
+    const reopened: string[] = [];
+    const access = accessLog.reopen();
+    if (access) reopened.push(access);
+    if (adminServer?.reopenAuditLog() && options.auditLog) reopened.push(options.auditLog);
+    return reopened;
+  };
+
+  return { supervisor, shared, admin, adminServer, status, reload, reopenLogs, stop };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -207,6 +207,60 @@ test('carelb ha render writes keepalived.conf (0600, it holds the secret) and th
   const refused: string[] = [];
   assert.equal(await runHa(['render', '-c', noAdmin], sink(out), sink(refused)), 1);
   assert.match(refused.join(''), /admin: is required/);
+});
+
+/** `carelb ha render` of a pair node whose check script runs as `user` on `iface`, with the real keepalived. */
+async function renderWith(t: import('node:test').TestContext, user: string, iface: string): Promise<{ code: number; out: string; err: string; conf: string }> {
+  const dir = tempDir(t);
+  const configPath = join(dir, 'carelb.yaml');
+  const conf = join(dir, 'keepalived', 'keepalived.conf');
+  writeFileSync(
+    configPath,
+    stringify({ ...BASE, ha: { node_name: 'lb1', interface: iface, priority: 150, virtual_router_id: 51, peer: '10.0.0.3', vips: [{ address: '10.0.0.100/24' }], keepalived_conf: conf, check_script_user: user } }),
+  );
+  const out: string[] = [];
+  const err: string[] = [];
+  const sink = (into: string[]) => ({ write: (s: string) => (into.push(s), true) }) as unknown as NodeJS.WritableStream;
+  const code = await runHa(['render', '-c', configPath, '--check-script', join(dir, 'bin', 'check'), '--notify-script', join(dir, 'bin', 'notify'), '--state-dir', join(dir, 'state'), '--audit-log', join(dir, 'audit.log')], sink(out), sink(err));
+  return { code, out: out.join(''), err: err.join(''), conf };
+}
+
+function keepalivedVersion(): string | null {
+  const run = spawnSync('keepalived', ['--version'], { encoding: 'utf8' });
+  if (run.error) return null;
+  return /Keepalived v(\d+\.\d+\.\d+)/.exec(`${run.stdout}${run.stderr}`)?.[1] ?? null;
+}
+
+test('carelb ha render on keepalived 2.2.7 with a script user of its own: written, not checked (its config-test bug), exit 0 with a warning', async (t) => {
+  const version = keepalivedVersion();
+  if (!version) return t.skip('keepalived is not installed');
+  // keepalived refuses loopback for VRRP: any other interface of this host will do.
+  const iface = readdirSync('/sys/class/net').find((name) => name !== 'lo');
+  if (!iface) return t.skip('no network interface other than lo here');
+  // nobody: a script user other than root, which is what trips 2.2.7's config test.
+  const result = await renderWith(t, 'nobody', iface);
+  assert.ok(statSync(result.conf).isFile(), 'the file was written');
+  const [major, minor, patch] = version.split('.').map(Number);
+  if (major === 2 && (minor < 2 || (minor === 2 && patch < 8))) {
+    assert.equal(result.code, 0, result.err);
+    assert.match(result.err, new RegExp(`warning: keepalived ${version.replace(/\./g, '\\.')} cannot check this file \\(its config-test bug\\); it was written but not checked`));
+    assert.match(result.err, /#2587/);
+    assert.doesNotMatch(result.out, /config-test: OK/);
+  } else if (result.code === 0) {
+    assert.match(result.out, /keepalived --config-test: OK/);
+  } else {
+    // A fixed keepalived may still refuse this host's temp paths for a non-root script user:
+    // then the reason and keepalived's own words, never the bare line of the bug report.
+    assert.match(result.err, /keepalived --config-test failed: keepalived (exited with status \d+|was killed by SIG\w+)\n\s+\S/);
+  }
+});
+
+test('carelb ha render prints keepalived\'s output and the reason when its config test fails for any other reason, and exits 1', async (t) => {
+  if (!keepalivedVersion()) return t.skip('keepalived is not installed');
+  const result = await renderWith(t, 'root', 'carelbnoif0');
+  assert.equal(result.code, 1);
+  assert.match(result.err, /keepalived --config-test failed: keepalived exited with status \d+\n/);
+  assert.match(result.err, /interface carelbnoif0 .*doesn't exist|Non-existent interface/);
 });
 
 test('carelb ha handoff with no virtual IP here writes the release flag and returns at once; resume clears it', async (t) => {

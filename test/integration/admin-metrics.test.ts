@@ -1,9 +1,11 @@
 /**
  * GET /metrics against a real carelb: the text is valid Prometheus exposition format 0.0.4
  * (checked by the strict parser below, not by a lenient library) and the counters match the
- * requests sent through carelb's front end.
+ * requests sent through carelb's front end. Prometheus's own checker (`promtool check metrics`)
+ * reads the same text, so a rule the parser below does not know about is caught too.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { ERRORS } from '../../src/errors';
 import { startWithAdmin, type AdminHarness } from '../helpers/admin-context';
@@ -139,7 +141,7 @@ function parseExposition(text: string): Map<string, Family> {
 }
 
 function value(families: Map<string, Family>, name: string, labels: Record<string, string>): number | undefined {
-  const family = families.get(name);
+  const family = families.get(name) ?? families.get(name.replace(/_(sum|count|bucket)$/, ''));
   const sample = family?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length);
   return sample?.value;
 }
@@ -251,4 +253,44 @@ test('/metrics needs the token unless admin.metrics_public is true; the API need
   const families = await scrape(open, null);
   assert.equal(value(families, 'carelb_requests_total', { vs: 'api' }), 0);
   assert.equal((await open.call('GET', '/api/status', null)).status, 401);
+});
+
+/** promtool's verdict on an exposition text: its exit status and what it printed. */
+function promtoolCheckMetrics(text: string): { status: number | null; output: string; missing: boolean } {
+  const run = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
+  const missing = (run.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+  return { status: run.status, output: `${run.stdout ?? ''}${run.stderr ?? ''}`, missing };
+}
+
+test('promtool check metrics accepts a live /metrics with traffic, errors and health checks in it', async (t) => {
+  if (promtoolCheckMetrics('').missing) return t.skip('promtool is not installed (Debian package prometheus; .ci/run installs it)');
+  const lb = await startWithAdmin(t);
+  for (let i = 0; i < 5; i++) assert.equal((await request(lb.port, { path: `/fhir/Patient/${i}` })).status, 200);
+  for (const server of ['b1', 'b2']) assert.equal((await lb.call('POST', `/api/servers/api/${server}/drain`)).status, 200);
+  assert.equal((await request(lb.port, { path: '/fhir/Patient' })).status, 503);
+  await eventually(() => (lb.running.admin.latency('api', null)?.count ?? 0) >= 5, 5000, 'latency batches to reach the primary');
+  const reply = await lb.call('GET', '/metrics');
+  assert.equal(reply.status, 200);
+  const verdict = promtoolCheckMetrics(reply.text);
+  assert.equal(verdict.status, 0, `promtool check metrics:\n${verdict.output}`);
+  assert.equal(verdict.output.trim(), '', 'promtool has no lint remarks');
+});
+
+test('the latency summary\'s _count and _sum are totals since start (the histogram\'s), never a window that can shrink', async (t) => {
+  const lb = await startWithAdmin(t, { backends: ['b1'] });
+  for (let i = 0; i < 4; i++) assert.equal((await request(lb.port, { path: '/fhir/Patient' })).status, 200);
+  await eventually(() => (lb.running.admin.latencyBuckets('api', null)?.count ?? 0) >= 4, 5000, 'latency batches to reach the primary');
+  const families = await scrape(lb);
+  for (const [summary, labels] of [
+    ['carelb_request_duration_seconds', { vs: 'api' }],
+    ['carelb_server_request_duration_seconds', { vs: 'api', server: 'b1' }],
+  ] as const) {
+    const total = summary === 'carelb_request_duration_seconds' ? lb.running.admin.latencyBuckets('api', null)! : lb.running.admin.latencyBuckets('api', 'b1')!;
+    assert.equal(value(families, `${summary}_count`, labels), total.count, `${summary}_count`);
+    assert.equal(value(families, `${summary}_sum`, labels), total.sum, `${summary}_sum`);
+    assert.ok(total.sum > 0);
+  }
+  // The summary's totals and the histogram's are one and the same.
+  assert.equal(value(families, 'carelb_request_duration_seconds_count', { vs: 'api' }), value(families, 'carelb_request_latency_seconds_count', { vs: 'api' }));
+  assert.equal(value(families, 'carelb_request_duration_seconds_sum', { vs: 'api' }), value(families, 'carelb_request_latency_seconds_sum', { vs: 'api' }));
 });

@@ -251,21 +251,24 @@ test('--prefix installs elsewhere and the unit and wrapper follow it', (t) => {
   assert.ok(!existsSync(path.join(root, 'srv/lb/carelb')));
 });
 
-test('logrotate rotates /var/log/carelb/*.log daily, 14 times, compressed, by copy and truncate', (t) => {
+test('logrotate rotates /var/log/carelb/*.log daily, 14 times, compressed, by rename and SIGUSR1 (never copytruncate)', (t) => {
   const release = makeRelease(t);
   const root = tempDir(t, 'root');
   installOk(release, root);
   const file = path.join(root, 'etc/logrotate.d/carelb');
   const text = readFileSync(file, 'utf8');
   assert.match(text, /^\/var\/log\/carelb\/\*\.log \{$/m);
-  for (const directive of ['daily', 'rotate 14', 'compress', 'delaycompress', 'missingok', 'notifempty', 'copytruncate']) {
+  for (const directive of ['daily', 'rotate 14', 'compress', 'delaycompress', 'missingok', 'notifempty', 'sharedscripts', 'postrotate', 'endscript']) {
     assert.match(text, new RegExp(`^\\s+${directive}$`, 'm'), directive);
   }
+  // copytruncate loses the lines written between its copy and its truncate (audit lines too).
+  assert.doesNotMatch(text, /^\s+copytruncate$/m);
+  assert.match(text, /kill -USR1 "\$pid"/);
   if (!has('logrotate')) return t.skip('logrotate is not installed: syntax not checked');
   // Debug mode parses and plans without touching anything. The carelb user does not exist
   // here, so the `su` line is checked with root instead.
   const copy = path.join(tempDir(t, 'logrotate'), 'carelb');
-  writeFileSync(copy, text.replace('su carelb carelb', 'su root root'));
+  writeFileSync(copy, text.replace('su carelb carelb', 'su root root').replace('create 0640 carelb carelb', 'create 0640 root root'));
   const state = path.join(path.dirname(copy), 'state');
   const run = spawnSync('logrotate', ['-d', '-s', state, copy], { encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);

@@ -126,7 +126,11 @@ test('5 s of ~5,000 bad-token requests/s: /healthz p99 < 100 ms, health checks o
   assert.equal(counted, result.answered, 'every refusal is counted in the audit log');
   assert.ok(audit.length <= 3 * (SECONDS + 5), `${audit.length} audit lines for one source: not summarised`);
   // Last, so that a stalled primary fails on the stall above: a flood that never happened proves nothing.
-  assert.ok(result.answered >= RATE * SECONDS * 0.5, `the flood reached only ${result.answered} requests: the test did not flood`);
+  // A synchronous audit writer blocks once the unread stdout pipe holds 64 KiB, a few hundred
+  // lines; 20 % of the nominal flood (5,000 refusals) is many times that, and is what the
+  // flooder reaches even on a machine whose CPUs are busy with other work (11,554 seen with a
+  // CPU hog pinned to each core, against ~25,000 on a quiet one).
+  assert.ok(result.answered >= RATE * SECONDS * 0.2, `the flood reached only ${result.answered} requests: the test did not flood`);
   assert.equal(result.statuses['401'], result.answered, 'every flood request was refused');
   for (const entry of audit) {
     assert.equal(entry.source, '127.0.0.1');

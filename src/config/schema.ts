@@ -320,6 +320,18 @@ const virtualService = z
       .optional(),
     /** A server that comes back ramps from a low weight to its full weight over this time (0 = off). */
     slow_start: duration.default(0),
+    /**
+     * HTTP Strict Transport Security (RFC 6797) on every response of a TLS service, carelb's
+     * own answers included; a server's own Strict-Transport-Security is replaced.
+     */
+    hsts: z
+      .object({
+        /** How long browsers remember to use https only (sent in seconds). */
+        max_age: duration,
+        include_subdomains: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     /** source_ip: a client address keeps reaching the same server while that server is up. */
     persistence: z.enum(['none', 'source_ip']).default('none'),
     /** Active health checks of the servers; absent: servers are assumed up. */
@@ -334,6 +346,8 @@ const virtualService = z
     if ((vs.passive.consecutive_failures > 0 || vs.passive.consecutive_5xx > 0) && !vs.health_check) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['passive'], message: 'needs health_check: only active checks bring a passively marked server back' });
     }
+    // RFC 6797 §7.2: a host must not send Strict-Transport-Security over plain HTTP, and §8.1: browsers ignore it there.
+    if (vs.hsts && !vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hsts'], message: 'needs tls: Strict-Transport-Security over plain HTTP is ignored by browsers (RFC 6797 §8.1); set it on the TLS virtual service' });
     if (vs.redirect_https && vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redirect_https'], message: 'a TLS virtual service cannot redirect to https: set it on the plain-HTTP one' });
     const seen = new Set<string>();
     vs.servers.forEach((s, i) => {

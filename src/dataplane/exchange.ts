@@ -237,7 +237,8 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       // Whether the response finishes here or later, the client is told now whether it may reuse its connection.
       // A bodyless or empty response is finished by this call: the client must be flowing first.
       if (bodyless || contentLength === 0) this.body.releaseClient();
-      this.writer.begin(status, head, contentLength, bodyless, this.closeMode());
+      const rules = this.vs.rules;
+      this.writer.begin(status, rules === null ? head : rules.responseHead(head), contentLength, bodyless, this.closeMode());
     } catch (error) {
       this.fault(error);
     }
@@ -568,6 +569,8 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     res.cork(() => {
       res.writeStatus(`${fallback.status} ${STATUS_TEXT[fallback.status] ?? 'Unavailable'}`).writeHeader('content-type', fallback.contentType).writeHeader('x-carelb-error', ERRORS.NO_SERVER.code);
       if (fallback.retryAfter !== null) res.writeHeader('retry-after', fallback.retryAfter);
+      const local = this.vs.rules?.localHeaders;
+      if (local) for (const [key, value] of local) res.writeHeader(key, value);
       if (close === CloseMode.Advise) res.writeHeader('connection', 'close');
       res.end(fallback.body, endsWithClose(close));
     });

@@ -18,6 +18,7 @@ import type { ThreadObserver } from './observe';
 import type { LatencyRecorder } from '../observe/latency';
 import type { RateTable } from '../state/rate-table';
 import { proxyRequest, redirectToHttps } from './frontend';
+import { L7Rules } from './l7';
 
 /**
  * Whether a server's pooled connections can serve the reloaded config: same address, TLS
@@ -162,6 +163,8 @@ export class ServiceRuntime {
   readonly active = new ActiveList<Exchange>();
   /** Set during shutdown: responses close their connection. */
   closing = false;
+  /** L7 rules compiled from the config (l7.ts), or null: then the request path pays one null check. */
+  readonly rules: L7Rules | null;
 
   constructor(
     readonly config: VirtualServiceConfig,
@@ -186,6 +189,7 @@ export class ServiceRuntime {
       return fresh;
     });
     this.admission = new Admission(config, rates);
+    this.rules = L7Rules.compile(config);
     this.invariants = events.invariants;
     const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };
     this.balancer = createBalancer(config.balance, table, config.persistence, config.servers.map((s) => s.name));

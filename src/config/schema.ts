@@ -332,6 +332,14 @@ const virtualService = z
       })
       .strict()
       .optional(),
+    /**
+     * A request id per request: the client's, when valid (1-128 of A-Z a-z 0-9 -_.:+/=@),
+     * else a generated one; passed to the server in `header` and logged as `request_id`.
+     */
+    request_id: z
+      .object({ header: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a header name (a token, RFC 9110 §5.1)').default('X-Request-Id') })
+      .strict()
+      .optional(),
     /** source_ip: a client address keeps reaching the same server while that server is up. */
     persistence: z.enum(['none', 'source_ip']).default('none'),
     /** Active health checks of the servers; absent: servers are assumed up. */

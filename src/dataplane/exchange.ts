@@ -389,7 +389,8 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     this.deadline = coarseClock.now + this.vs.config.timeouts.server;
     this.enter(Phase.AwaitingServer);
     connection.attach(this, this.request.method === 'HEAD');
-    this.body.sendTo(connection, this.request.head, this.request.asciiHead);
+    const rules = this.vs.rules;
+    this.body.sendTo(connection, rules === null ? this.request.head : rules.requestHead(this.request), this.request.asciiHead);
     return true;
   }
 
@@ -617,6 +618,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       error: this.errorCode,
       detail: this.errorDetail,
       tls: this.vs.proto === 'https',
+      requestId: this.request.l7 === null || this.request.l7.requestId === '' ? null : this.request.l7.requestId,
     });
   }
 

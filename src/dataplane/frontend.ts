@@ -104,7 +104,7 @@ export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpReq
       }
       return;
     }
-    const request = copyRequest(req, client, vs.proto, vs.portText, trusted);
+    const request = copyRequest(req, client, vs.proto, vs.portText, trusted, vs.rules);
     const head = request.method === 'HEAD';
     if (request.invalid !== '') return refuseAndClose(vs, res, 'BAD_REQUEST', head, request.invalid);
     const refusal = checkLimits(vs, request);

@@ -9,7 +9,53 @@
  *
  * Thread-local: built by each data-plane thread from the config it receives (ServiceRuntime).
  */
+import { randomBytes } from 'node:crypto';
 import type { VirtualServiceConfig } from '../config/schema';
+import type { RequestInfo } from './request-head';
+
+/** What the rules took from one request (request-head.ts copyRequest), read again when it is sent and answered. */
+export interface L7Request {
+  /** The request id passed to the server and logged ('' when request_id is off). */
+  requestId: string;
+}
+
+/** Longest request id carelb passes on; a longer incoming one is replaced. */
+export const REQUEST_ID_MAX = 128;
+
+/**
+ * Characters of a valid request id: letters, digits and `-_.:+/=@` (UUIDs, ULIDs, base64,
+ * HAProxy's and NGINX's ids). Nothing that could end a header line or escape a JSON string.
+ */
+const ID_CHAR = new Uint8Array(128);
+for (const c of '-_.:+/=@') ID_CHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) ID_CHAR[c] = 1;
+for (let c = 65; c <= 90; c++) ID_CHAR[c] = 1;
+for (let c = 97; c <= 122; c++) ID_CHAR[c] = 1;
+
+/** Whether `id` may be passed on as it is. */
+export function isValidRequestId(id: string): boolean {
+  if (id.length === 0 || id.length > REQUEST_ID_MAX) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c >= 128 || ID_CHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Generated ids: a random prefix per thread (48 bits, drawn once when the thread loads this
+ * module) and a counter, e.g. `3f9a1c0d2e7b-1a4`. Unique across threads and restarts with
+ * overwhelming odds, and per request only a counter increment and one short string: no
+ * crypto per request.
+ */
+const ID_PREFIX = `${randomBytes(6).toString('hex')}-`;
+let idCounter = 0;
+
+/** A fresh request id (thread-local counter). */
+export function nextRequestId(): string {
+  idCounter++;
+  return ID_PREFIX + idCounter.toString(36);
+}
 
 /**
  * Fields of a server response the response rules rewrite, as lowercase names: a server's own
@@ -48,8 +94,16 @@ export class L7Rules {
    * browser is told on every response of the service, whoever produced it.
    */
   readonly localHeaders: [string, string][] | null;
+  /** Lowercase name of the request id field, '' when request_id is off. */
+  readonly requestIdName: string;
+  /** The request id field as written to the server (`\r\nX-Request-Id: `), '' when off. */
+  private readonly requestIdLine: string;
+  /** Lowercase names of request fields the rules leave out. */
+  private readonly requestDrop: string[] = [];
 
   private constructor(vs: VirtualServiceConfig) {
+    this.requestIdName = vs.request_id ? vs.request_id.header.toLowerCase() : '';
+    this.requestIdLine = vs.request_id ? `${vs.request_id.header}: ` : '';
     const drop: string[] = [];
     let lines = '';
     const local: [string, string][] = [];
@@ -66,8 +120,37 @@ export class L7Rules {
 
   /** The compiled rules of `vs`, or null when it has none (the common case). */
   static compile(vs: VirtualServiceConfig): L7Rules | null {
-    if (!vs.hsts) return null;
+    if (!vs.hsts && !vs.request_id) return null;
     return new L7Rules(vs);
+  }
+
+  /** Whether copyRequest leaves out the request field `name` (lowercase). */
+  dropsRequestField(name: string): boolean {
+    const drop = this.requestDrop;
+    for (let i = 0; i < drop.length; i++) if (drop[i] === name) return true;
+    return false;
+  }
+
+  /**
+   * What the rules take from a copied request: the incoming request id when valid, else a
+   * fresh one. Called once per request by copyRequest.
+   */
+  admit(incomingId: string): L7Request {
+    let requestId = '';
+    if (this.requestIdName !== '') requestId = isValidRequestId(incomingId) ? incomingId : nextRequestId();
+    return { requestId };
+  }
+
+  /**
+   * The request head for `server`: the copied head with the rules' lines before its blank
+   * line. Called by an Exchange each time it sends the request (a retry included).
+   */
+  requestHead(request: RequestInfo): string {
+    const l7 = request.l7!;
+    let lines = '';
+    if (this.requestIdLine !== '') lines += `${this.requestIdLine}${l7.requestId}\r\n`;
+    if (lines === '') return request.head;
+    return request.head.slice(0, -2) + lines + '\r\n';
   }
 
   /**

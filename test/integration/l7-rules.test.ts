@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as https from 'node:https';
 import { test, type TestContext } from 'node:test';
 import { startBackend, type Handler, type TestBackend } from '../helpers/backend';
@@ -89,4 +90,69 @@ test('carelb check refuses hsts on a plain-HTTP virtual service, naming the key 
   const result = check(t, { virtual_services: [{ name: 'plain', listen: '127.0.0.1:8080', hsts: { max_age: '180d' }, servers: [{ name: 'a', address: '127.0.0.1:9000' }] }] });
   assert.equal(result.status, 1);
   assert.match(result.output, /virtual_services\[0\]\.hsts: needs tls: Strict-Transport-Security over plain HTTP is ignored by browsers/);
+});
+
+// ---- request ids ----
+
+const ID_SHAPE = /^[0-9a-f]{12}-[0-9a-z]+$/;
+
+test('request_id: a missing or invalid id is generated, a valid one kept; the server and the access log get the same id', async (t) => {
+  const api = await backend(t, 'api', (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(String(req.headers['x-trace-id'] ?? ''));
+  });
+  const dir = tempDir(t);
+  const log = join(dir, 'access.log');
+  const port = await freePort();
+  const lb = await start(t, [{ name: 'api', listen: `127.0.0.1:${port}`, request_id: { header: 'X-Trace-Id' }, servers: [{ name: 'api', address: api.address }] }], { access_log: { path: log } });
+  const generated = await request(port, { path: '/none' });
+  const kept = await request(port, { path: '/valid', headers: { 'x-trace-id': 'c0ffee-0123:abc/DEF+=@_.' } });
+  const tooLong = await request(port, { path: '/long', headers: { 'x-trace-id': 'a'.repeat(129) } });
+  const badChars = await request(port, { path: '/bad', headers: { 'x-trace-id': 'a"b\\c' } });
+  const second = await request(port, { path: '/again' });
+  await lb.stop();
+  assert.match(generated.body.toString(), ID_SHAPE);
+  assert.equal(kept.body.toString(), 'c0ffee-0123:abc/DEF+=@_.');
+  assert.match(tooLong.body.toString(), ID_SHAPE, 'a 129-character id is replaced');
+  assert.match(badChars.body.toString(), ID_SHAPE, 'an id with a quote or backslash is replaced');
+  assert.notEqual(generated.body.toString(), second.body.toString(), 'each request gets its own id');
+  // The server saw exactly one id field per request (the client's invalid one never reached it).
+  for (const seen of api.seen) assert.equal(seen.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'x-trace-id').length, 1);
+  const lines = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { path: string; request_id: string });
+  const byPath = new Map(lines.map((line) => [line.path, line.request_id]));
+  assert.equal(byPath.get('/none'), generated.body.toString());
+  assert.equal(byPath.get('/valid'), 'c0ffee-0123:abc/DEF+=@_.');
+  assert.equal(byPath.get('/long'), tooLong.body.toString());
+  assert.equal(byPath.get('/bad'), badChars.body.toString());
+  assert.equal(byPath.get('/again'), second.body.toString());
+});
+
+test('request_id: a retry on another server sends the same id; a service without request_id logs no request_id field', async (t) => {
+  const api = await backend(t, 'api', (req, res) => res.end(String(req.headers['x-request-id'] ?? '')));
+  const dir = tempDir(t);
+  const log = join(dir, 'access.log');
+  const port = await freePort();
+  const plainPort = await freePort();
+  const lb = await start(
+    t,
+    [
+      // The first server refuses connections: the request is retried on the second with its id.
+      { name: 'api', listen: `127.0.0.1:${port}`, balance: 'roundrobin', request_id: {}, servers: [{ name: 'gone', address: `127.0.0.1:${await freePort()}` }, { name: 'api', address: api.address }] },
+      { name: 'plain', listen: `127.0.0.1:${plainPort}`, servers: [{ name: 'api', address: api.address }] },
+    ],
+    { access_log: { path: log } },
+  );
+  const ids = new Set<string>();
+  for (let i = 0; i < 4; i++) {
+    const reply = await request(port, { path: `/r${i}` });
+    assert.equal(reply.status, 200);
+    ids.add(reply.body.toString());
+  }
+  const plain = await request(plainPort, { path: '/plain', headers: { 'x-request-id': 'client-id' } });
+  assert.equal(plain.body.toString(), 'client-id', 'without request_id the client’s field passes as any other');
+  await lb.stop();
+  assert.equal(ids.size, 4);
+  const lines = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { path: string; vs: string; request_id?: string });
+  for (const line of lines.filter((l) => l.vs === 'api')) assert.ok(ids.has(line.request_id!), `logged id ${line.request_id} is one the server saw`);
+  assert.equal(lines.find((l) => l.vs === 'plain')!.request_id, undefined);
 });

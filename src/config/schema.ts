@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { parseDuration, parseSize } from './units';
+import { headerRuleProblems, RESERVED_REQUEST_FIELDS, RESERVED_RESPONSE_FIELDS } from './header-rules';
 
 /** A number, or text in a unit that `parse` turns into that number (the one place units are read). */
 function withUnit(parse: (text: string) => number | undefined, what: string) {
@@ -239,6 +240,18 @@ const timeouts = z
   })
   .strict();
 
+/** A header value: text (numbers and booleans are taken as their text). Checked by header-rules.ts. */
+const headerValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+
+/** `request_headers` / `response_headers`: set (replace), add (append), remove (header-rules.ts). */
+const headerRules = z
+  .object({
+    set: z.record(z.string(), headerValue).default({}),
+    add: z.record(z.string(), headerValue).default({}),
+    remove: z.array(z.string()).default([]),
+  })
+  .strict();
+
 const virtualService = z
   .object({
     name,
@@ -340,6 +353,10 @@ const virtualService = z
       .object({ header: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a header name (a token, RFC 9110 §5.1)').default('X-Request-Id') })
       .strict()
       .optional(),
+    /** Fields set, added or removed on every request sent to a server; values may use {client_ip}, {virtual_service}, {server}, {request_id}. */
+    request_headers: headerRules.optional(),
+    /** Fields set, added or removed on every server response; the same templates. */
+    response_headers: headerRules.optional(),
     /** source_ip: a client address keeps reaching the same server while that server is up. */
     persistence: z.enum(['none', 'source_ip']).default('none'),
     /** Active health checks of the servers; absent: servers are assumed up. */
@@ -356,6 +373,19 @@ const virtualService = z
     }
     // RFC 6797 §7.2: a host must not send Strict-Transport-Security over plain HTTP, and §8.1: browsers ignore it there.
     if (vs.hsts && !vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hsts'], message: 'needs tls: Strict-Transport-Security over plain HTTP is ignored by browsers (RFC 6797 §8.1); set it on the TLS virtual service' });
+    const requestIdField = vs.request_id?.header.toLowerCase();
+    if (requestIdField !== undefined && RESERVED_REQUEST_FIELDS[requestIdField] !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['request_id', 'header'], message: `${vs.request_id!.header} cannot carry the request id: ${RESERVED_REQUEST_FIELDS[requestIdField]}` });
+    }
+    const noneReserved: Record<string, string> = {};
+    const sides: [string, z.output<typeof headerRules> | undefined, Record<string, string>, Record<string, string>][] = [
+      ['request_headers', vs.request_headers, RESERVED_REQUEST_FIELDS, requestIdField === undefined ? noneReserved : { [requestIdField]: 'it is the request_id field (carelb sets it)' }],
+      ['response_headers', vs.response_headers, RESERVED_RESPONSE_FIELDS, vs.hsts ? { 'strict-transport-security': 'hsts sets it' } : noneReserved],
+    ];
+    for (const [key, rules, reserved, extra] of sides) {
+      if (!rules) continue;
+      for (const [path, message] of headerRuleProblems(rules, reserved, extra, vs.request_id !== undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key, ...path], message });
+    }
     if (vs.redirect_https && vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redirect_https'], message: 'a TLS virtual service cannot redirect to https: set it on the plain-HTTP one' });
     const seen = new Set<string>();
     vs.servers.forEach((s, i) => {

@@ -238,7 +238,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       // A bodyless or empty response is finished by this call: the client must be flowing first.
       if (bodyless || contentLength === 0) this.body.releaseClient();
       const rules = this.vs.rules;
-      this.writer.begin(status, rules === null ? head : rules.responseHead(head), contentLength, bodyless, this.closeMode());
+      this.writer.begin(status, rules === null ? head : rules.responseHead(head, this.request, this.server === null ? '' : this.server.config.name), contentLength, bodyless, this.closeMode());
     } catch (error) {
       this.fault(error);
     }
@@ -390,7 +390,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     this.enter(Phase.AwaitingServer);
     connection.attach(this, this.request.method === 'HEAD');
     const rules = this.vs.rules;
-    this.body.sendTo(connection, rules === null ? this.request.head : rules.requestHead(this.request), this.request.asciiHead);
+    this.body.sendTo(connection, rules === null ? this.request.head : rules.requestHead(this.request, server.config.name), this.request.asciiHead);
     return true;
   }
 

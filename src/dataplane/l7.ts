@@ -11,7 +11,80 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { VirtualServiceConfig } from '../config/schema';
+import { parseTemplate, type HeaderRulesInput } from '../config/header-rules';
 import type { RequestInfo } from './request-head';
+
+/** Per-request variables of a template (virtual_service is folded into the text at compile time). */
+const enum Variable {
+  ClientIp,
+  Server,
+  RequestId,
+}
+
+/** A header line with per-request parts: `prefix` then the parts, strings as they are, numbers as Variables. */
+interface DynamicLine {
+  prefix: string;
+  suffix: string;
+  parts: (string | Variable)[];
+}
+
+/** One side's rules compiled: names to drop, lines fixed at compile time, lines with variables. */
+interface SideRules {
+  /** Lowercase names of the fields to leave out (set and remove). */
+  drop: string[];
+  /** Lines whose text never changes, already rendered. */
+  fixed: string;
+  dynamic: DynamicLine[];
+}
+
+/**
+ * Compiles `rules` (validated at check: header-rules.ts) into header lines, each as
+ * `lead + Name: value + trail` (requests: `Name: value\r\n`; responses: `\r\nName: value`).
+ */
+function compileSide(rules: HeaderRulesInput | undefined, vsName: string, lead: string, trail: string): SideRules {
+  const side: SideRules = { drop: [], fixed: '', dynamic: [] };
+  if (!rules) return side;
+  const line = (name: string, value: string) => {
+    const parsed = parseTemplate(value);
+    if (typeof parsed === 'string') throw new Error(`header rule ${name}: ${parsed}`); // refused at check
+    const parts: (string | Variable)[] = [];
+    for (const part of parsed) {
+      const text = typeof part === 'string' ? part : part.variable === 'virtual_service' ? vsName : null;
+      if (text !== null) {
+        if (typeof parts[parts.length - 1] === 'string') parts[parts.length - 1] += text;
+        else parts.push(text);
+      } else if (typeof part !== 'string') {
+        parts.push(part.variable === 'client_ip' ? Variable.ClientIp : part.variable === 'server' ? Variable.Server : Variable.RequestId);
+      }
+    }
+    const prefix = `${lead}${name}: `;
+    if (parts.every((p) => typeof p === 'string')) side.fixed += `${prefix}${parts.join('')}${trail}`;
+    else side.dynamic.push({ prefix, suffix: trail, parts });
+  };
+  for (const [name, value] of Object.entries(rules.set)) {
+    side.drop.push(name.toLowerCase());
+    line(name, value);
+  }
+  for (const [name, value] of Object.entries(rules.add)) line(name, value);
+  for (const name of rules.remove) side.drop.push(name.toLowerCase());
+  return side;
+}
+
+/** Renders the lines with variables for one request. */
+function renderDynamic(lines: DynamicLine[], client: string, server: string, requestId: string): string {
+  let out = '';
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    out += line.prefix;
+    const parts = line.parts;
+    for (let k = 0; k < parts.length; k++) {
+      const part = parts[k];
+      out += typeof part === 'string' ? part : part === Variable.ClientIp ? client : part === Variable.Server ? server : requestId;
+    }
+    out += line.suffix;
+  }
+  return out;
+}
 
 /** What the rules took from one request (request-head.ts copyRequest), read again when it is sent and answered. */
 export interface L7Request {
@@ -57,17 +130,6 @@ export function nextRequestId(): string {
   return ID_PREFIX + idCounter.toString(36);
 }
 
-/**
- * Fields of a server response the response rules rewrite, as lowercase names: a server's own
- * value is dropped and carelb's line is added (HSTS is a `set` of Strict-Transport-Security).
- */
-interface ResponseRules {
-  /** Lowercase names of the server's fields to drop (removed, or replaced by a set). */
-  drop: string[];
-  /** Lines to append to every server response head, each as `\r\nName: value`. */
-  lines: string;
-}
-
 /** Per-thread scratch for rewritten response heads (same lifetime as the response parser's). */
 let scratch = Buffer.allocUnsafe(16 * 1024);
 
@@ -87,8 +149,10 @@ function isNamed(bytes: Uint8Array, at: number, length: number, names: string[])
 }
 
 export class L7Rules {
-  /** Response rules, or null when the service rewrites no response. */
-  private readonly response: ResponseRules | null;
+  /** Response rules (HSTS is a `set` of Strict-Transport-Security), or null when the service rewrites no response. */
+  private readonly response: SideRules | null;
+  /** Request header rules, or null when there are none. */
+  private readonly request: SideRules | null;
   /**
    * Header fields carelb adds to its own answers (errors, the fallback page): HSTS, so a
    * browser is told on every response of the service, whoever produced it.
@@ -104,23 +168,25 @@ export class L7Rules {
   private constructor(vs: VirtualServiceConfig) {
     this.requestIdName = vs.request_id ? vs.request_id.header.toLowerCase() : '';
     this.requestIdLine = vs.request_id ? `${vs.request_id.header}: ` : '';
-    const drop: string[] = [];
-    let lines = '';
+    const request = compileSide(vs.request_headers, vs.name, '', '\r\n');
+    this.requestDrop = request.drop;
+    this.request = request.fixed !== '' || request.dynamic.length > 0 ? request : null;
+    const response = compileSide(vs.response_headers, vs.name, '\r\n', '');
     const local: [string, string][] = [];
     if (vs.hsts) {
       // RFC 6797 §6.1: max-age in seconds; includeSubDomains is a bare directive.
       const value = `max-age=${Math.floor(vs.hsts.max_age / 1000)}${vs.hsts.include_subdomains ? '; includeSubDomains' : ''}`;
-      drop.push('strict-transport-security');
-      lines += `\r\nStrict-Transport-Security: ${value}`;
+      response.drop.push('strict-transport-security');
+      response.fixed += `\r\nStrict-Transport-Security: ${value}`;
       local.push(['strict-transport-security', value]);
     }
-    this.response = drop.length > 0 || lines !== '' ? { drop, lines } : null;
+    this.response = response.drop.length > 0 || response.fixed !== '' || response.dynamic.length > 0 ? response : null;
     this.localHeaders = local.length > 0 ? local : null;
   }
 
   /** The compiled rules of `vs`, or null when it has none (the common case). */
   static compile(vs: VirtualServiceConfig): L7Rules | null {
-    if (!vs.hsts && !vs.request_id) return null;
+    if (!vs.hsts && !vs.request_id && !vs.request_headers && !vs.response_headers) return null;
     return new L7Rules(vs);
   }
 
@@ -145,10 +211,15 @@ export class L7Rules {
    * The request head for `server`: the copied head with the rules' lines before its blank
    * line. Called by an Exchange each time it sends the request (a retry included).
    */
-  requestHead(request: RequestInfo): string {
+  requestHead(request: RequestInfo, server: string): string {
     const l7 = request.l7!;
     let lines = '';
     if (this.requestIdLine !== '') lines += `${this.requestIdLine}${l7.requestId}\r\n`;
+    const rules = this.request;
+    if (rules !== null) {
+      lines += rules.fixed;
+      if (rules.dynamic.length > 0) lines += renderDynamic(rules.dynamic, request.client, server, l7.requestId);
+    }
     if (lines === '') return request.head;
     return request.head.slice(0, -2) + lines + '\r\n';
   }
@@ -159,10 +230,10 @@ export class L7Rules {
    * Returns a view on this thread's scratch buffer, valid until the next response head (the
    * same lifetime as the parser's head). Called by an Exchange when the head arrives.
    */
-  responseHead(head: Uint8Array): Uint8Array {
+  responseHead(head: Uint8Array, request: RequestInfo, server: string): Uint8Array {
     const rules = this.response;
     if (rules === null) return head;
-    const lines = rules.lines;
+    const lines = rules.dynamic.length === 0 ? rules.fixed : rules.fixed + renderDynamic(rules.dynamic, request.client, server, request.l7!.requestId);
     const need = head.length + lines.length;
     if (scratch.length < need) scratch = Buffer.allocUnsafe(need + 1024);
     const out = scratch;

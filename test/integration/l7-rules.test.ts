@@ -5,10 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as https from 'node:https';
 import { test, type TestContext } from 'node:test';
+import { stringify } from 'yaml';
+import { loadConfigText } from '../../src/config/load';
+import { createLogger } from '../../src/observe/log';
+import { runCarelb } from '../../src/primary/run';
 import { startBackend, type Handler, type TestBackend } from '../helpers/backend';
 import { CLI, startInProcess, tempDir, writeConfig, type InProcess } from '../helpers/carelb';
 import { makeCa, makeCert, type Pair } from '../helpers/certs';
@@ -155,4 +159,136 @@ test('request_id: a retry on another server sends the same id; a service without
   const lines = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { path: string; vs: string; request_id?: string });
   for (const line of lines.filter((l) => l.vs === 'api')) assert.ok(ids.has(line.request_id!), `logged id ${line.request_id} is one the server saw`);
   assert.equal(lines.find((l) => l.vs === 'plain')!.request_id, undefined);
+});
+
+// ---- header rules ----
+
+test('request_headers and response_headers set, add and remove fields on both sides, with templates expanded', async (t) => {
+  const api = await backend(t, 'api', (_req, res) => {
+    res.setHeader('Server', 'ehr-app/9.1');
+    res.setHeader('X-Powered-By', 'internals');
+    res.setHeader('X-Kept', 'yes');
+    res.setHeader('Content-Type', 'application/fhir+json');
+    res.end('{}');
+  });
+  const port = await freePort();
+  await start(t, [
+    {
+      name: 'fhir',
+      listen: `127.0.0.1:${port}`,
+      request_id: {},
+      request_headers: {
+        set: { 'X-Env': 'prod', 'X-Origin': '{virtual_service} via {server} for {client_ip}' },
+        add: { 'X-Via': 'carelb', 'X-Trace': 'id={request_id}' },
+        remove: ['X-Internal-Debug'],
+      },
+      response_headers: {
+        set: { Server: 'carelb', 'X-Request-Id': '{request_id}' },
+        add: { 'X-Served-Through': '{server} of {virtual_service}', 'X-Api-Version': 4 },
+        remove: ['x-powered-by'],
+      },
+      servers: [{ name: 'api-1', address: api.address }],
+    },
+  ]);
+  const reply = await request(port, { path: '/Patient/1', headers: { 'X-Env': 'dev', 'X-Via': 'client-proxy', 'X-Internal-Debug': 'on', 'X-Other': 'kept' } });
+  assert.equal(reply.status, 200);
+  const seen = api.seen[0];
+  const fields = (name: string) => seen.rawHeaders.filter((_h, i) => i % 2 === 1 && seen.rawHeaders[i - 1].toLowerCase() === name);
+  assert.deepEqual(fields('x-env'), ['prod'], 'set replaces the client’s value');
+  assert.deepEqual(fields('x-origin'), ['fhir via api-1 for 127.0.0.1']);
+  assert.deepEqual(fields('x-via'), ['client-proxy', 'carelb'], 'add keeps the client’s value and appends');
+  assert.deepEqual(fields('x-internal-debug'), [], 'removed');
+  assert.deepEqual(fields('x-other'), ['kept']);
+  const id = fields('x-request-id')[0];
+  assert.match(id, /^[0-9a-f]{12}-[0-9a-z]+$/);
+  assert.deepEqual(fields('x-trace'), [`id=${id}`]);
+  assert.equal(reply.headers.server, 'carelb', 'set replaces the server’s value');
+  assert.equal(reply.headers['x-request-id'], id, 'the id the server got is echoed to the client');
+  assert.equal(reply.headers['x-served-through'], 'api-1 of fhir');
+  assert.equal(reply.headers['x-api-version'], '4');
+  assert.equal(reply.headers['x-powered-by'], undefined, 'removed, whatever its case');
+  assert.equal(reply.headers['x-kept'], 'yes');
+  assert.equal(reply.headers['content-type'], 'application/fhir+json');
+  assert.equal(reply.body.toString(), '{}');
+  // Framing is carelb's own: a POST body arrives and the response length is right.
+  const post = await request(port, { method: 'POST', path: '/Observation', body: 'x'.repeat(1000), headers: { 'content-length': 1000 } });
+  assert.equal(post.status, 200);
+  assert.equal(api.seen[1].bodyBytes, 1000);
+  assert.equal(post.headers['content-length'], '2');
+});
+
+test('carelb check refuses CR/LF and control characters in values, framing fields, unknown templates and bad names, each with its key', async (t) => {
+  const result = check(t, {
+    virtual_services: [
+      {
+        name: 'api',
+        listen: '127.0.0.1:8080',
+        request_headers: {
+          set: { 'X-Evil': 'a\r\nHost: attacker', 'Content-Length': '0', 'X-Tab': 'a\tb' },
+          add: { 'X-Bell': 'ding\u0007', 'X-Who': '{client_ip} {user}', 'X-Id': '{request_id}', 'Bad Name': 'x' },
+          remove: ['Host', 'X-Forwarded-For', 'Transfer-Encoding'],
+        },
+        response_headers: {
+          set: { Connection: 'close', 'X-Lf': 'a\nb', 'X-Both': '1' },
+          remove: ['content-length', 'x-both'],
+        },
+        servers: [{ name: 'a', address: '127.0.0.1:9000' }],
+      },
+    ],
+  });
+  assert.equal(result.status, 1);
+  const expected = [
+    /request_headers\.set\.X-Evil: contains CR or LF/,
+    /request_headers\.set\.Content-Length: Content-Length cannot be changed by a rule: carelb frames the request body itself/,
+    /request_headers\.add\.X-Bell: contains the control character 0x07/,
+    /request_headers\.add\.X-Who: uses \{user\}: only \{client_ip\}, \{virtual_service\}, \{server\}, \{request_id\} exist/,
+    /request_headers\.add\.X-Id: uses \{request_id\}: add request_id to the virtual service/,
+    /request_headers\.add\.Bad Name: "Bad Name" is not a header name/,
+    /request_headers\.remove\[0\]: Host cannot be changed by a rule/,
+    /request_headers\.remove\[1\]: X-Forwarded-For cannot be changed by a rule/,
+    /request_headers\.remove\[2\]: Transfer-Encoding cannot be changed by a rule/,
+    /response_headers\.set\.Connection: Connection cannot be changed by a rule/,
+    /response_headers\.set\.X-Lf: contains CR or LF/,
+    /response_headers\.remove\[0\]: content-length cannot be changed by a rule: carelb frames the response body itself/,
+    /response_headers\.remove\[1\]: x-both is already in set/,
+  ];
+  for (const pattern of expected) assert.match(result.output, pattern);
+  assert.doesNotMatch(result.output, /X-Tab/, 'a tab is a valid value character');
+  // Fields other rules own cannot be touched either.
+  const owned = check(t, {
+    virtual_services: [
+      {
+        name: 'api',
+        listen: '127.0.0.1:8443',
+        tls: { cert: '/nonexistent.pem', key: '/nonexistent.key' },
+        hsts: { max_age: '1d' },
+        request_id: { header: 'X-Correlation-Id' },
+        request_headers: { remove: ['x-correlation-id'] },
+        response_headers: { set: { 'Strict-Transport-Security': 'max-age=0' } },
+        servers: [{ name: 'a', address: '127.0.0.1:9000' }],
+      },
+    ],
+  });
+  assert.equal(owned.status, 1);
+  assert.match(owned.output, /request_headers\.remove\[0\]: x-correlation-id cannot be changed by a rule: it is the request_id field/);
+  assert.match(owned.output, /response_headers\.set\.Strict-Transport-Security: Strict-Transport-Security cannot be changed by a rule: hsts sets it/);
+});
+
+test('a reload replaces the compiled header rules: the next request gets the new ones, and a refused reload keeps the old', async (t) => {
+  const api = await backend(t, 'api', (req, res) => res.end(String(req.headers['x-env'] ?? '')));
+  const port = await freePort();
+  const doc = (value: string) => ({ workers: 2, pin_workers: false, virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, request_headers: { set: { 'X-Env': value } }, servers: [{ name: 'api', address: api.address }] }] });
+  const path = writeConfig(t, doc('blue'));
+  const loaded = loadConfigText(stringify(doc('blue')), path);
+  assert.ok(loaded.ok);
+  const running = await runCarelb(loaded.config, { configPath: path, configText: stringify(doc('blue')), log: createLogger('silent') });
+  t.after(() => running.stop());
+  assert.equal((await request(port)).body.toString(), 'blue');
+  writeFileSync(path, stringify(doc('green')));
+  assert.equal((await running.reload('test')).ok, true);
+  for (let i = 0; i < 10; i++) assert.equal((await request(port)).body.toString(), 'green', 'every thread has the new rules');
+  writeFileSync(path, stringify(doc('red\r\nX-Injected: 1')));
+  const refused = await running.reload('test');
+  assert.equal(refused.ok, false);
+  for (let i = 0; i < 4; i++) assert.equal((await request(port)).body.toString(), 'green');
 });

@@ -357,8 +357,29 @@ const virtualService = z
     request_headers: headerRules.optional(),
     /** Fields set, added or removed on every server response; the same templates. */
     response_headers: headerRules.optional(),
-    /** source_ip: a client address keeps reaching the same server while that server is up. */
-    persistence: z.enum(['none', 'source_ip']).default('none'),
+    /**
+     * source_ip: a client address keeps reaching the same server while that server is up.
+     * cookie: a client keeps reaching the server its cookie names (options in `cookie`).
+     */
+    persistence: z.enum(['none', 'source_ip', 'cookie']).default('none'),
+    /** Cookie persistence options (persistence: cookie); HAProxy's `cookie NAME insert indirect nocache`. */
+    cookie: z
+      .object({
+        /** Cookie name (RFC 6265 §4.1.1: a token). */
+        name: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a cookie name (a token, RFC 6265 §4.1.1)').default('CARELBSRV'),
+        /** A cookie not seen for this long no longer counts (0 = no limit). */
+        max_idle: duration.default(0),
+        /** A cookie older than this since it was first set no longer counts (0 = no limit). */
+        max_life: duration.default(0),
+        /** Secure attribute; default: on for TLS services. */
+        secure: z.boolean().optional(),
+        httponly: z.boolean().default(true),
+        samesite: z.enum(['lax', 'strict', 'none']).default('lax'),
+        /** Key for the servers' opaque cookie tokens (at least 16 characters); the same on both HA nodes. */
+        secret_file: secretFile.optional(),
+      })
+      .strict()
+      .optional(),
     /** Active health checks of the servers; absent: servers are assumed up. */
     health_check: healthCheck.optional(),
     /** Most idle keep-alive connections a thread keeps per server. */
@@ -386,6 +407,9 @@ const virtualService = z
       if (!rules) continue;
       for (const [path, message] of headerRuleProblems(rules, reserved, extra, vs.request_id !== undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key, ...path], message });
     }
+    if (vs.cookie && vs.persistence !== 'cookie') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cookie'], message: 'is for persistence: cookie' });
+    if (vs.cookie?.secure === true && !vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cookie', 'secure'], message: 'needs tls: browsers never send a Secure cookie back over plain HTTP, so no client would stay' });
+    if (vs.cookie?.samesite === 'none' && !(vs.cookie.secure ?? vs.tls)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cookie', 'samesite'], message: 'none needs a Secure cookie (browsers refuse SameSite=None without it): use it on a TLS service' });
     if (vs.redirect_https && vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redirect_https'], message: 'a TLS virtual service cannot redirect to https: set it on the plain-HTTP one' });
     const seen = new Set<string>();
     vs.servers.forEach((s, i) => {
@@ -396,7 +420,28 @@ const virtualService = z
       seen.add(s.name);
     });
   })
-  .transform((vs) => ({ ...vs, chunked_requests: vs.chunked_requests ?? (vs.trusted_proxies.length > 0 ? ('refuse' as const) : ('allow' as const)) }));
+  .transform((vs) => ({
+    ...vs,
+    chunked_requests: vs.chunked_requests ?? (vs.trusted_proxies.length > 0 ? ('refuse' as const) : ('allow' as const)),
+    // persistence: cookie without a cookie key gets the defaults; Secure follows tls unless set.
+    cookie: vs.persistence === 'cookie' ? resolveCookie(vs.cookie, Boolean(vs.tls)) : undefined,
+  }));
+
+/** Cookie persistence options with their defaults (the schema's, for a service that gives none). */
+function resolveCookie(cookie: CookieInput | undefined, tls: boolean): CookieOptions {
+  const given = cookie ?? { name: 'CARELBSRV', max_idle: 0, max_life: 0, httponly: true, samesite: 'lax' as const };
+  return { ...given, secure: given.secure ?? tls };
+}
+interface CookieInput {
+  name: string;
+  max_idle: number;
+  max_life: number;
+  secure?: boolean;
+  httponly: boolean;
+  samesite: 'lax' | 'strict' | 'none';
+  secret_file?: string;
+}
+export type CookieOptions = CookieInput & { secure: boolean };
 
 export const configSchema = z
   .object({

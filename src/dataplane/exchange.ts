@@ -155,7 +155,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     // Only a request not yet sent can start; anything else is done with the queue.
     if (this.phase !== Phase.Admitted && this.phase !== Phase.Queued) return true;
     try {
-      const local = this.vs.balancer.pick(this.avoid, this.request.client);
+      const local = this.vs.balancer.pick(this.avoid, this.request.client, this.request.l7 === null ? -1 : this.request.l7.sticky);
       if (local !== -1) return this.sendTo(this.vs.servers[local], false);
       if (this.vs.anyServerFull()) return false;
       if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
@@ -238,7 +238,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       // A bodyless or empty response is finished by this call: the client must be flowing first.
       if (bodyless || contentLength === 0) this.body.releaseClient();
       const rules = this.vs.rules;
-      this.writer.begin(status, rules === null ? head : rules.responseHead(head, this.request, this.server === null ? '' : this.server.config.name), contentLength, bodyless, this.closeMode());
+      this.writer.begin(status, rules === null ? head : rules.responseHead(head, this.request, this.server === null ? '' : this.server.config.name, this.server === null ? -1 : this.server.local), contentLength, bodyless, this.closeMode());
     } catch (error) {
       this.fault(error);
     }
@@ -456,7 +456,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     if (retry === 'other-server') {
       this.connectRetried = true;
       this.avoid = server.local;
-      const other = this.vs.balancer.pick(server.local, this.request.client);
+      const other = this.vs.balancer.pick(server.local, this.request.client, this.request.l7 === null ? -1 : this.request.l7.sticky);
       if (other !== -1 || this.vs.anyServerFull()) {
         stats[server.statBase + S.retries]++;
         this.releaseServer();

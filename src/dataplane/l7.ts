@@ -13,6 +13,8 @@ import { randomBytes } from 'node:crypto';
 import type { VirtualServiceConfig } from '../config/schema';
 import { parseTemplate, type HeaderRulesInput } from '../config/header-rules';
 import type { RequestInfo } from './request-head';
+import type { SlotPlan } from '../state/plan';
+import { coarseClock } from '../state/coarse-clock';
 
 /** Per-request variables of a template (virtual_service is folded into the text at compile time). */
 const enum Variable {
@@ -90,6 +92,11 @@ function renderDynamic(lines: DynamicLine[], client: string, server: string, req
 export interface L7Request {
   /** The request id passed to the server and logged ('' when request_id is off). */
   requestId: string;
+  /** Local index of the server the persistence cookie names, when it is valid; -1 otherwise. */
+  sticky: number;
+  /** Dates in that cookie (seconds since the epoch; 0 without max_idle/max_life). */
+  cookieFirst: number;
+  cookieLast: number;
 }
 
 /** Longest request id carelb passes on; a longer incoming one is replaced. */
@@ -130,6 +137,8 @@ export function nextRequestId(): string {
   return ID_PREFIX + idCounter.toString(36);
 }
 
+const NO_NAMES: string[] = [];
+
 /** Per-thread scratch for rewritten response heads (same lifetime as the response parser's). */
 let scratch = Buffer.allocUnsafe(16 * 1024);
 
@@ -164,8 +173,40 @@ export class L7Rules {
   private readonly requestIdLine: string;
   /** Lowercase names of request fields the rules leave out. */
   private readonly requestDrop: string[] = [];
+  /** persistence: cookie: the cookie's name ('' when off), `NAME=`, tokens by server, attributes. */
+  readonly cookieName: string = '';
+  private readonly cookiePrefix: string = '';
+  private readonly cookieTokens: string[] = [];
+  private readonly cookieLocals = new Map<string, number>();
+  /** `\r\nSet-Cookie: NAME=` and `; Path=/; HttpOnly; ...\r\nCache-Control: private`. */
+  private readonly setCookieLead: string = '';
+  private readonly setCookieTail: string = '';
+  /** max_idle, max_life in seconds (0 = off), and the age of the last-seen date after which the cookie is refreshed. */
+  private readonly maxIdle: number = 0;
+  private readonly maxLife: number = 0;
+  private readonly refreshAfter: number = 0;
+  /** The persistence cookie's value found by stripCookie in the request being copied ('' when none). */
+  foundCookie = '';
 
-  private constructor(vs: VirtualServiceConfig) {
+  private constructor(vs: VirtualServiceConfig, plan: SlotPlan['vs'][number] | undefined) {
+    const cookie = vs.cookie;
+    if (cookie && plan?.cookieTokens) {
+      this.cookieName = cookie.name;
+      this.cookiePrefix = `${cookie.name}=`;
+      this.cookieTokens = plan.cookieTokens;
+      plan.cookieTokens.forEach((token, local) => this.cookieLocals.set(token, local));
+      this.setCookieLead = `\r\nSet-Cookie: ${cookie.name}=`;
+      // HAProxy's `nocache`: a response that sets the cookie must not be cached for others
+      // (HAProxy sends `Cache-control: private` rather than no-cache="set-cookie", which
+      // HTTP/1.0 caches ignore).
+      this.setCookieTail =
+        `; Path=/${cookie.httponly ? '; HttpOnly' : ''}${cookie.secure ? '; Secure' : ''}; SameSite=${cookie.samesite === 'lax' ? 'Lax' : cookie.samesite === 'strict' ? 'Strict' : 'None'}` +
+        '\r\nCache-Control: private';
+      this.maxIdle = Math.floor(cookie.max_idle / 1000);
+      this.maxLife = Math.floor(cookie.max_life / 1000);
+      // The last-seen date is rewritten once a quarter of max_idle has passed, not on every response.
+      this.refreshAfter = Math.max(1, Math.floor(this.maxIdle / 4));
+    }
     this.requestIdName = vs.request_id ? vs.request_id.header.toLowerCase() : '';
     this.requestIdLine = vs.request_id ? `${vs.request_id.header}: ` : '';
     const request = compileSide(vs.request_headers, vs.name, '', '\r\n');
@@ -184,10 +225,34 @@ export class L7Rules {
     this.localHeaders = local.length > 0 ? local : null;
   }
 
-  /** The compiled rules of `vs`, or null when it has none (the common case). */
-  static compile(vs: VirtualServiceConfig): L7Rules | null {
-    if (!vs.hsts && !vs.request_id && !vs.request_headers && !vs.response_headers) return null;
-    return new L7Rules(vs);
+  /** The compiled rules of `vs` (with its slot plan: cookie tokens), or null when it has none (the common case). */
+  static compile(vs: VirtualServiceConfig, plan?: SlotPlan['vs'][number]): L7Rules | null {
+    if (!vs.hsts && !vs.request_id && !vs.request_headers && !vs.response_headers && vs.persistence !== 'cookie') return null;
+    return new L7Rules(vs, plan);
+  }
+
+  /**
+   * A Cookie field's value without the persistence cookie (RFC 6265 §5.4: `a=1; b=2`), which
+   * is kept in `foundCookie`; '' when nothing else is left. Called by copyRequest per Cookie field.
+   */
+  stripCookie(header: string): string {
+    const prefix = this.cookiePrefix;
+    if (header.indexOf(prefix) === -1) return header;
+    let rest = '';
+    let at = 0;
+    while (at <= header.length) {
+      let end = header.indexOf(';', at);
+      if (end === -1) end = header.length;
+      let start = at;
+      while (start < end && header.charCodeAt(start) === 0x20) start++;
+      if (end - start >= prefix.length && header.startsWith(prefix, start)) {
+        this.foundCookie = header.slice(start + prefix.length, end).trim();
+      } else if (end > start) {
+        rest = rest === '' ? header.slice(start, end) : `${rest}; ${header.slice(start, end)}`;
+      }
+      at = end + 1;
+    }
+    return rest;
   }
 
   /** Whether copyRequest leaves out the request field `name` (lowercase). */
@@ -204,7 +269,50 @@ export class L7Rules {
   admit(incomingId: string): L7Request {
     let requestId = '';
     if (this.requestIdName !== '') requestId = isValidRequestId(incomingId) ? incomingId : nextRequestId();
-    return { requestId };
+    const request: L7Request = { requestId, sticky: -1, cookieFirst: 0, cookieLast: 0 };
+    const cookie = this.foundCookie;
+    if (cookie !== '') {
+      this.foundCookie = '';
+      this.readCookie(cookie, request);
+    }
+    return request;
+  }
+
+  /** Fills request.sticky (and the dates) from a persistence cookie's value `TOKEN[.FIRST.LAST]`, if it is valid now. */
+  private readCookie(value: string, request: L7Request): void {
+    const dot = value.indexOf('.');
+    const local = this.cookieLocals.get(dot === -1 ? value : value.slice(0, dot));
+    if (local === undefined) return;
+    if (this.maxIdle > 0 || this.maxLife > 0) {
+      // Dates in base 36 seconds, as carelb wrote them; a cookie without them (or garbled) does not count.
+      const second = dot === -1 ? -1 : value.indexOf('.', dot + 1);
+      if (second === -1) return;
+      const first = parseInt(value.slice(dot + 1, second), 36);
+      const last = parseInt(value.slice(second + 1), 36);
+      const now = Math.floor(coarseClock.now / 1000);
+      if (!(first > 0 && last >= first)) return;
+      if (this.maxLife > 0 && now - first > this.maxLife) return;
+      if (this.maxIdle > 0 && now - last > this.maxIdle) return;
+      request.cookieFirst = first;
+      request.cookieLast = last;
+    }
+    request.sticky = local;
+  }
+
+  /**
+   * The Set-Cookie (and Cache-Control) lines for a response from server `local`, or '': only
+   * when the client's cookie did not name that server (HAProxy's `indirect`: a client with
+   * the right cookie is not sent it again), or its last-seen date needs refreshing.
+   */
+  private setCookie(l7: L7Request, local: number): string {
+    if (this.cookieName === '' || local < 0) return '';
+    const dated = this.maxIdle > 0 || this.maxLife > 0;
+    const now = dated ? Math.floor(coarseClock.now / 1000) : 0;
+    if (l7.sticky === local && (!dated || now - l7.cookieLast < this.refreshAfter)) return '';
+    const token = this.cookieTokens[local];
+    if (!dated) return `${this.setCookieLead}${token}${this.setCookieTail}`;
+    const first = l7.sticky === local ? l7.cookieFirst : now;
+    return `${this.setCookieLead}${token}.${first.toString(36)}.${now.toString(36)}${this.setCookieTail}`;
   }
 
   /**
@@ -230,14 +338,16 @@ export class L7Rules {
    * Returns a view on this thread's scratch buffer, valid until the next response head (the
    * same lifetime as the parser's head). Called by an Exchange when the head arrives.
    */
-  responseHead(head: Uint8Array, request: RequestInfo, server: string): Uint8Array {
+  responseHead(head: Uint8Array, request: RequestInfo, server: string, local: number): Uint8Array {
     const rules = this.response;
-    if (rules === null) return head;
-    const lines = rules.dynamic.length === 0 ? rules.fixed : rules.fixed + renderDynamic(rules.dynamic, request.client, server, request.l7!.requestId);
+    const setCookie = this.cookieName === '' ? '' : this.setCookie(request.l7!, local);
+    if (rules === null && setCookie === '') return head;
+    const drop = rules === null ? NO_NAMES : rules.drop;
+    let lines = setCookie;
+    if (rules !== null) lines = (rules.dynamic.length === 0 ? rules.fixed : rules.fixed + renderDynamic(rules.dynamic, request.client, server, request.l7!.requestId)) + lines;
     const need = head.length + lines.length;
     if (scratch.length < need) scratch = Buffer.allocUnsafe(need + 1024);
     const out = scratch;
-    const drop = rules.drop;
     let n = 0;
     let lineStart = 0;
     const end = head.length;

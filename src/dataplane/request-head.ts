@@ -209,6 +209,14 @@ function collectRuledHeader(name: string, value: string): void {
   const hooks = rules!;
   if (name === hooks.requestIdName) {
     incomingId = value;
+  } else if (name === 'cookie' && hooks.cookieName !== '') {
+    // persistence: cookie: the persistence cookie never reaches the server; the others do.
+    const rest = hooks.stripCookie(value);
+    if (rest === value) {
+      collectHeader(name, value);
+      return;
+    }
+    if (rest !== '' && !hooks.dropsRequestField(name)) collected += `cookie: ${rest}\r\n`;
   } else if (!hooks.dropsRequestField(name)) {
     collectHeader(name, value);
     return;
@@ -299,6 +307,7 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   } else {
     rules = l7Rules;
     incomingId = '';
+    l7Rules.foundCookie = '';
     req.forEach(collectRuledHeader);
     rules = null;
   }

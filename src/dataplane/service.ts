@@ -189,7 +189,7 @@ export class ServiceRuntime {
       return fresh;
     });
     this.admission = new Admission(config, rates);
-    this.rules = L7Rules.compile(config);
+    this.rules = L7Rules.compile(config, plan);
     this.invariants = events.invariants;
     const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };
     this.balancer = createBalancer(config.balance, table, config.persistence, config.servers.map((s) => s.name));

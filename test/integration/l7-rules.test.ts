@@ -14,7 +14,7 @@ import { loadConfigText } from '../../src/config/load';
 import { createLogger } from '../../src/observe/log';
 import { runCarelb } from '../../src/primary/run';
 import { startBackend, type Handler, type TestBackend } from '../helpers/backend';
-import { CLI, startInProcess, tempDir, writeConfig, type InProcess } from '../helpers/carelb';
+import { CLI, eventually, startInProcess, tempDir, writeConfig, type InProcess } from '../helpers/carelb';
 import { makeCa, makeCert, type Pair } from '../helpers/certs';
 import { request, type Reply } from '../helpers/client';
 import { freePort } from '../helpers/ports';
@@ -291,4 +291,172 @@ test('a reload replaces the compiled header rules: the next request gets the new
   const refused = await running.reload('test');
   assert.equal(refused.ok, false);
   for (let i = 0; i < 4; i++) assert.equal((await request(port)).body.toString(), 'green');
+});
+
+// ---- cookie persistence ----
+
+/** A server that answers with its name and reports its health as the test sets it; records the Cookie fields it got. */
+async function switchable(t: TestContext, name: string) {
+  const state = { healthy: true, cookies: [] as string[] };
+  const b = await backend(t, name, (req, res) => {
+    if (req.url === '/health') return void res.writeHead(state.healthy ? 200 : 500).end(state.healthy ? 'OK' : 'down');
+    state.cookies.push(String(req.headers.cookie ?? ''));
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-served-by': name }).end(name);
+  });
+  return { backend: b, state, name };
+}
+
+/** The CARELBSRV pair of a reply's Set-Cookie, or null. */
+function persistenceCookie(reply: Reply): { pair: string; attributes: string } | null {
+  const line = (reply.headers['set-cookie'] ?? []).find((c) => c.startsWith('CARELBSRV='));
+  if (!line) return null;
+  const semi = line.indexOf(';');
+  return { pair: line.slice(0, semi), attributes: line.slice(semi) };
+}
+
+test('cookie persistence: 200 requests stay on one server, the cookie never reaches it; a down server’s clients move; drain keeps them, halt moves them', async (t) => {
+  const servers = await Promise.all(['alpha', 'bravo', 'charlie'].map((name) => switchable(t, name)));
+  const secretDir = tempDir(t);
+  const secretFile = join(secretDir, 'cookie.secret');
+  writeFileSync(secretFile, 'a-test-secret-of-enough-length\n');
+  const port = await freePort();
+  const lb = await startInProcess(t, {
+    workers: 2,
+    pin_workers: false,
+    virtual_services: [
+      {
+        name: 'api',
+        listen: `127.0.0.1:${port}`,
+        balance: 'roundrobin',
+        persistence: 'cookie',
+        cookie: { name: 'CARELBSRV', max_idle: '30m', max_life: '12h', httponly: true, samesite: 'lax', secret_file: secretFile },
+        health_check: { interval: '50ms', rise: 1, fall: 1 },
+        servers: servers.map((s) => ({ name: s.name, address: s.backend.address })),
+      },
+    ],
+  });
+  const status = () => lb.status()[0].servers;
+  await eventually(() => status().every((s) => s.health === 'up'), 3000, 'servers up');
+
+  // Without a cookie: balanced, and the response sets one (with nocache's Cache-Control: private).
+  const first = await request(port, { headers: { cookie: 'session=abc' } });
+  const cookie = persistenceCookie(first);
+  assert.ok(cookie, 'the first response sets the persistence cookie');
+  assert.equal(cookie.attributes, '; Path=/; HttpOnly; SameSite=Lax', 'no Secure on a plain service by default');
+  assert.equal(first.headers['cache-control'], 'private');
+  const home = String(first.headers['x-served-by']);
+  const value = cookie.pair.slice('CARELBSRV='.length);
+  assert.match(value, /^[0-9a-f]{16}\.[0-9a-z]+\.[0-9a-z]+$/, 'an opaque token and two dates');
+  for (const s of servers) assert.ok(!value.includes(s.name) && !value.includes(String(s.backend.port)), 'the token reveals neither name nor address');
+
+  // 200 requests with the cookie: all on the same server, none sent the cookie again (indirect).
+  const mine = servers.find((s) => s.name === home)!;
+  mine.state.cookies.length = 0;
+  for (let i = 0; i < 200; i++) {
+    const reply = await request(port, { path: `/r${i}`, headers: { cookie: `session=abc; ${cookie.pair}; theme=dark` } });
+    assert.equal(reply.headers['x-served-by'], home, `request ${i} stays on ${home}`);
+    assert.equal(persistenceCookie(reply), null, 'a client with the right cookie is not sent it again');
+    assert.equal(reply.headers['cache-control'], undefined);
+  }
+  assert.equal(mine.state.cookies.length, 200);
+  assert.ok(mine.state.cookies.every((c) => c === 'session=abc; theme=dark'), `the server never sees CARELBSRV: ${mine.state.cookies[0]}`);
+  // Without the cookie, round robin spreads the requests.
+  const spread = new Set<string>();
+  for (let i = 0; i < 6; i++) spread.add(String((await request(port)).headers['x-served-by']));
+  assert.equal(spread.size, 3);
+
+  // Down: the client moves, gets a new cookie, and stays on the new server.
+  mine.state.healthy = false;
+  const homeIndex = servers.indexOf(mine);
+  await eventually(() => status()[homeIndex].health === 'down', 3000, 'home server down');
+  const moved = await request(port, { headers: { cookie: cookie.pair } });
+  assert.notEqual(moved.headers['x-served-by'], home);
+  const movedCookie = persistenceCookie(moved);
+  assert.ok(movedCookie, 'the moved client gets the new server’s cookie');
+  const newHome = String(moved.headers['x-served-by']);
+  for (let i = 0; i < 20; i++) assert.equal((await request(port, { headers: { cookie: movedCookie.pair } })).headers['x-served-by'], newHome);
+  // Back up: the old cookie leads home again (tokens are stable).
+  mine.state.healthy = true;
+  await eventually(() => status()[homeIndex].health === 'up', 3000, 'home server up');
+  assert.equal((await request(port, { headers: { cookie: cookie.pair } })).headers['x-served-by'], home);
+
+  // Drain: clients with its cookie keep reaching it, new clients never do.
+  lb.running.admin.setAdminState('api', home, 'drain');
+  for (let i = 0; i < 20; i++) assert.equal((await request(port, { headers: { cookie: cookie.pair } })).headers['x-served-by'], home, 'drain keeps cookie clients');
+  for (let i = 0; i < 12; i++) assert.notEqual((await request(port)).headers['x-served-by'], home, 'no new client on a drained server');
+  // Halt: its cookie clients move.
+  lb.running.admin.setAdminState('api', home, 'halt');
+  const halted = await request(port, { headers: { cookie: cookie.pair } });
+  assert.notEqual(halted.headers['x-served-by'], home);
+  assert.ok(persistenceCookie(halted));
+});
+
+test('cookie persistence: tokens are stable across restarts and a reordered server list, expire with max_life and max_idle, and forged values are ignored', async (t) => {
+  const servers = await Promise.all(['alpha', 'bravo'].map((name) => switchable(t, name)));
+  const doc = (port: number, cookie: Record<string, unknown>) => ({
+    workers: 1,
+    pin_workers: false,
+    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, balance: 'roundrobin', persistence: 'cookie', cookie, servers: servers.map((s) => ({ name: s.name, address: s.backend.address })) }],
+  });
+  const port = await freePort();
+  const first = await startInProcess(t, doc(port, {}));
+  const reply = await request(port);
+  const cookie = persistenceCookie(reply)!;
+  assert.match(cookie.pair, /^CARELBSRV=[0-9a-f]{16}$/, 'without max_idle/max_life the value is the token alone');
+  const home = String(reply.headers['x-served-by']);
+  await first.stop();
+  // Another instance with the servers listed in the other order: the same token names the same server.
+  const port2 = await freePort();
+  const reversed = doc(port2, {});
+  (reversed.virtual_services[0].servers as unknown[]).reverse();
+  await startInProcess(t, reversed);
+  for (let i = 0; i < 6; i++) {
+    const again = await request(port2, { headers: { cookie: cookie.pair } });
+    assert.equal(again.headers['x-served-by'], home);
+    assert.equal(persistenceCookie(again), null);
+  }
+  // A forged or unknown token is ignored: balanced, and given a real cookie.
+  const forged = await request(port2, { headers: { cookie: 'CARELBSRV=alpha' } });
+  assert.ok(persistenceCookie(forged));
+  // max_life: a cookie whose first date is older than max_life no longer counts.
+  const port3 = await freePort();
+  await startInProcess(t, doc(port3, { max_life: '90m', max_idle: '30m' }));
+  const dated = persistenceCookie(await request(port3))!;
+  const [token, , last] = dated.pair.slice('CARELBSRV='.length).split('.');
+  const now = Math.floor(Date.now() / 1000);
+  const old = `CARELBSRV=${token}.${(now - 7200).toString(36)}.${last}`;
+  const expired = await request(port3, { headers: { cookie: old } });
+  const fresh = persistenceCookie(expired);
+  assert.ok(fresh, 'an expired cookie is replaced');
+  assert.notEqual(fresh.pair.split('.')[1], (now - 7200).toString(36), 'with a new first date');
+  const idle = `CARELBSRV=${token}.${(now - 4000).toString(36)}.${(now - 3600).toString(36)}`;
+  const live = `CARELBSRV=${token}.${(now - 4000).toString(36)}.${(now - 60).toString(36)}`;
+  const kept = await request(port3, { headers: { cookie: live } });
+  assert.equal(persistenceCookie(kept), null, 'a cookie within max_life and max_idle is kept (seen 60 s ago: no refresh yet)');
+  assert.ok(persistenceCookie(await request(port3, { headers: { cookie: idle } })), 'a cookie idle past max_idle is replaced');
+});
+
+test('carelb check: cookie options need persistence: cookie, Secure needs tls, and a secret file must hold a secret', async (t) => {
+  const base = { name: 'api', listen: '127.0.0.1:8080', servers: [{ name: 'a', address: '127.0.0.1:9000' }] };
+  const wrong = check(t, { virtual_services: [{ ...base, cookie: { name: 'X' } }, { ...base, name: 'b', listen: '127.0.0.1:8081', persistence: 'cookie', cookie: { secure: true } }] });
+  assert.equal(wrong.status, 1);
+  assert.match(wrong.output, /virtual_services\[0\]\.cookie: is for persistence: cookie/);
+  assert.match(wrong.output, /virtual_services\[1\]\.cookie\.secure: needs tls/);
+  const dir = tempDir(t);
+  const short = join(dir, 'short.secret');
+  writeFileSync(short, 'tiny\n');
+  const weak = check(t, { virtual_services: [{ ...base, persistence: 'cookie', cookie: { secret_file: short } }] });
+  assert.equal(weak.status, 1);
+  assert.match(weak.output, /virtual_services\[0\]\.cookie\.secret_file: .* holds no usable secret/);
+});
+
+test('on a TLS service the persistence cookie is Secure by default and the response carries HSTS as well', async (t) => {
+  const { ca, localhost } = pki(t);
+  const api = await backend(t, 'api');
+  const port = await freePort();
+  await start(t, [{ name: 'secure', listen: `127.0.0.1:${port}`, tls: { cert: localhost.cert, key: localhost.key }, hsts: { max_age: '1d' }, persistence: 'cookie', cookie: { samesite: 'none' }, servers: [{ name: 'api', address: api.address }] }]);
+  const reply = await httpsRequest(port, ca.cert);
+  assert.equal(reply.status, 200);
+  assert.equal(persistenceCookie(reply)?.attributes, '; Path=/; HttpOnly; Secure; SameSite=None');
+  assert.equal(reply.headers['strict-transport-security'], 'max-age=86400');
 });

@@ -225,6 +225,33 @@ const server = z
   })
   .strict();
 
+/** A named server pool for content switching (issue 14): its servers and, optionally, its own balance and health check. */
+const pool = z
+  .object({
+    servers: z.array(server).min(1, 'needs at least one server'),
+    /** Overrides the virtual service's balance for this pool. */
+    balance: z.enum(['leastconn', 'roundrobin']).optional(),
+    /** Health check of this pool's servers: the service's keys (if any), then these, then a server's own. */
+    health_check: healthCheck.optional(),
+  })
+  .strict();
+
+const httpMethod = z.string().regex(/^[A-Z]{1,16}$/, 'must be an HTTP method in capitals');
+
+/** One content-switching route: every matcher given must match (host, path_prefix, method); the first route that matches picks its pool. */
+const route = z
+  .object({
+    /** Host without port, exact (`fhir.example.org`) or a suffix (`*.example.org`: one or more labels before it); case-insensitive. */
+    host: z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'must be a DNS name or *.domain').optional(),
+    /** Path prefix, compared byte for byte with the request target (`/oauth2/`). */
+    path_prefix: z.string().startsWith('/', 'must start with /').optional(),
+    /** A method or a list of methods. */
+    method: z.union([httpMethod, z.array(httpMethod).min(1)]).optional(),
+    pool: name,
+  })
+  .strict()
+  .refine((r) => r.host !== undefined || r.path_prefix !== undefined || r.method !== undefined, 'needs host, path_prefix or method (use default_pool for everything else)');
+
 const timeouts = z
   .object({
     /** Time allowed to open a connection to a server. */
@@ -385,10 +412,18 @@ const virtualService = z
     /** Most idle keep-alive connections a thread keeps per server. */
     max_idle_per_server: z.number().int().min(0).max(100_000).default(256),
     servers: z.array(server).default([]),
+    /** Content switching: named pools instead of `servers`, chosen per request by `routes`, else `default_pool`. */
+    pools: z.record(z.string(), pool).optional(),
+    /** Ordered: the first route whose matchers all match picks the pool. */
+    routes: z.array(route).default([]),
+    /** Pool for requests no route matches; without it they get 404 CLB_NO_ROUTE. */
+    default_pool: name.optional(),
   })
   .strict()
   .superRefine((vs, ctx) => {
-    if (vs.servers.length === 0 && !vs.redirect_https) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers'], message: 'needs at least one server' });
+    if (vs.pools !== undefined) checkPools(vs, ctx);
+    else if (vs.routes.length > 0 || vs.default_pool !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [vs.routes.length > 0 ? 'routes' : 'default_pool'], message: 'needs pools' });
+    if (vs.servers.length === 0 && !vs.redirect_https && vs.pools === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers'], message: 'needs at least one server' });
     if ((vs.passive.consecutive_failures > 0 || vs.passive.consecutive_5xx > 0) && !vs.health_check) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['passive'], message: 'needs health_check: only active checks bring a passively marked server back' });
     }
@@ -422,10 +457,47 @@ const virtualService = z
   })
   .transform((vs) => ({
     ...vs,
+    // Pools are flattened into `servers` (each tagged with its pool), so slots, health checks,
+    // status and admin state work on one list; `pools` keeps each pool's name and balance.
+    servers: flattenServers(vs.servers, vs.pools),
+    pools: vs.pools === undefined ? undefined : Object.entries(vs.pools).map(([poolName, p]) => ({ name: poolName, balance: p.balance ?? vs.balance })),
     chunked_requests: vs.chunked_requests ?? (vs.trusted_proxies.length > 0 ? ('refuse' as const) : ('allow' as const)),
     // persistence: cookie without a cookie key gets the defaults; Secure follows tls unless set.
     cookie: vs.persistence === 'cookie' ? resolveCookie(vs.cookie, Boolean(vs.tls)) : undefined,
   }));
+
+type ServerInput = z.output<typeof server>;
+/** A server as the rest of carelb sees it: its pool (content switching) and that pool's health check keys, if any. */
+export type PooledServer = ServerInput & { pool?: string; pool_health_check?: z.output<typeof healthCheck> };
+
+function flattenServers(servers: ServerInput[], pools: Record<string, z.output<typeof pool>> | undefined): PooledServer[] {
+  if (pools === undefined) return servers;
+  return Object.entries(pools).flatMap(([poolName, p]) => p.servers.map((s) => ({ ...s, pool: poolName, pool_health_check: p.health_check })));
+}
+
+/** Pools, routes and default_pool of one virtual service (content switching). */
+function checkPools(vs: { servers: unknown[]; pools?: Record<string, z.output<typeof pool>>; routes: z.output<typeof route>[]; default_pool?: string; health_check?: unknown }, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  const pools = vs.pools!;
+  if (vs.servers.length > 0) issue(['servers'], 'give servers either here or in pools, not both');
+  const names = Object.keys(pools);
+  if (names.length === 0) issue(['pools'], 'needs at least one pool');
+  const seen = new Set<string>();
+  for (const poolName of names) {
+    if (!NAME_PATTERN.test(poolName)) issue(['pools', poolName], `pool name ${NAME_RULE}`);
+    pools[poolName].servers.forEach((s, i) => {
+      // Server names are unique across the service's pools: admin state, status and cookies name them.
+      if (seen.has(s.name)) issue(['pools', poolName, 'servers', i, 'name'], `duplicate server name "${s.name}" (server names are unique across pools)`);
+      seen.add(s.name);
+      if (s.health_check && !vs.health_check && !pools[poolName].health_check) issue(['pools', poolName, 'servers', i, 'health_check'], "overrides need the pool's or the virtual service's health_check");
+    });
+  }
+  vs.routes.forEach((r, i) => {
+    if (!(r.pool in pools)) issue(['routes', i, 'pool'], `no pool named "${r.pool}" (pools: ${names.join(', ')})`);
+  });
+  if (vs.default_pool !== undefined && !(vs.default_pool in pools)) issue(['default_pool'], `no pool named "${vs.default_pool}" (pools: ${names.join(', ')})`);
+  if (vs.routes.length === 0 && vs.default_pool === undefined) issue(['routes'], 'pools need routes or a default_pool');
+}
 
 /** Cookie persistence options with their defaults (the schema's, for a service that gives none). */
 function resolveCookie(cookie: CookieInput | undefined, tls: boolean): CookieOptions {
@@ -552,7 +624,7 @@ export const configSchema = z
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type VirtualServiceConfig = Config['virtual_services'][number];
-export type ServerConfig = VirtualServiceConfig['servers'][number];
+export type ServerConfig = PooledServer;
 export type BackendTlsConfig = z.output<typeof backendTls>;
 export type HealthCheckConfig = z.output<typeof healthCheck>;
 export type AdminConfig = NonNullable<Config['admin']>;

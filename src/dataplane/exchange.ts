@@ -38,7 +38,7 @@ import { countError, respondError } from './respond';
 import { S, V, statusClassOffset } from '../state/stats';
 import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from '../upstream/connection';
 import type { RequestInfo } from './request-head';
-import type { FallbackResponse, ServerRuntime, ServiceRuntime } from './service';
+import type { FallbackResponse, PoolRuntime, ServerRuntime, ServiceRuntime } from './service';
 import { STATUS_CODES as STATUS_TEXT } from 'node:http';
 // Imported, not the global: in a worker thread the global is a getter (a LoadGlobalIC per call).
 import { performance } from 'node:perf_hooks';
@@ -100,8 +100,10 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   private readonly body: RequestBody;
   private readonly writer: ResponseWriter;
   private connectRetried = false;
-  /** Local index of a server this request failed to connect to: a queued retry does not pick it again (-1: none). */
+  /** Pool-local index of a server this request failed to connect to: a queued retry does not pick it again (-1: none). */
   private avoid = -1;
+  /** Pool-local index of the server the request's persistence cookie names (-1: none). */
+  private readonly sticky: number;
   private staleRetried = false;
   /** Content-Length of the response being relayed (-1: chunked or close-delimited). */
   private contentLength = -1;
@@ -126,9 +128,14 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     private readonly res: HttpResponse,
     private readonly request: RequestInfo,
     private readonly listener: ClientListener,
+    /** The pool the request was routed to (the whole service without content switching). */
+    private readonly pool: PoolRuntime,
     /** Test-only fault injection point (faults.ts); None in production. */
     private readonly faultAt: FaultPoint = FaultPoint.None,
   ) {
+    // The pool-local index of the server a persistence cookie names, when it is in this pool.
+    const l7 = request.l7;
+    this.sticky = l7 === null || l7.sticky < 0 ? -1 : pool.indexOf[l7.sticky];
     this.writer = new ResponseWriter(res, this);
     this.body = new RequestBody(res, this.writer, request.chunked, request.chunked || request.contentLength > 0);
     if (!this.body.done) this.bodyDeadline = coarseClock.now + vs.config.timeouts.client_body_idle;
@@ -155,9 +162,10 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     // Only a request not yet sent can start; anything else is done with the queue.
     if (this.phase !== Phase.Admitted && this.phase !== Phase.Queued) return true;
     try {
-      const local = this.vs.balancer.pick(this.avoid, this.request.client, this.request.l7 === null ? -1 : this.request.l7.sticky);
-      if (local !== -1) return this.sendTo(this.vs.servers[local], false);
-      if (this.vs.anyServerFull()) return false;
+      const pool = this.pool;
+      const local = pool.balancer.pick(this.avoid, this.request.client, this.sticky);
+      if (local !== -1) return this.sendTo(pool.servers[local], false);
+      if (this.vs.anyServerFull(pool.servers)) return false;
       if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
       else if (this.vs.fallbackResponse !== null) this.answerFallback(this.vs.fallbackResponse);
       else this.fail('NO_SERVER');
@@ -455,14 +463,16 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     }
     if (retry === 'other-server') {
       this.connectRetried = true;
-      this.avoid = server.local;
-      const other = this.vs.balancer.pick(server.local, this.request.client, this.request.l7 === null ? -1 : this.request.l7.sticky);
-      if (other !== -1 || this.vs.anyServerFull()) {
+      const pool = this.pool;
+      const failed = server.local < 0 ? -1 : pool.indexOf[server.local]; // the fallback server is in no pool
+      this.avoid = failed;
+      const other = pool.balancer.pick(failed, this.request.client, this.sticky);
+      if (other !== -1 || this.vs.anyServerFull(pool.servers)) {
         stats[server.statBase + S.retries]++;
         this.releaseServer();
         // The other server may be full (or another thread, or the queue this release just
         // pumped, filled it): then the retry waits its turn, never stranded.
-        if (other === -1 || !this.sendTo(this.vs.servers[other], false)) this.enqueue(connectFailure(code));
+        if (other === -1 || !this.sendTo(pool.servers[other], false)) this.enqueue(connectFailure(code));
         return;
       }
     }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as http from 'node:http';
 import * as https from 'node:https';
 import { test, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
@@ -15,6 +16,7 @@ import { createLogger } from '../../src/observe/log';
 import { runCarelb } from '../../src/primary/run';
 import { startBackend, type Handler, type TestBackend } from '../helpers/backend';
 import { CLI, eventually, startInProcess, tempDir, writeConfig, type InProcess } from '../helpers/carelb';
+import { adminCall } from '../helpers/admin-context';
 import { makeCa, makeCert, type Pair } from '../helpers/certs';
 import { request, type Reply } from '../helpers/client';
 import { freePort } from '../helpers/ports';
@@ -459,4 +461,161 @@ test('on a TLS service the persistence cookie is Secure by default and the respo
   assert.equal(reply.status, 200);
   assert.equal(persistenceCookie(reply)?.attributes, '; Path=/; HttpOnly; Secure; SameSite=None');
   assert.equal(reply.headers['strict-transport-security'], 'max-age=86400');
+});
+
+// ---- content switching ----
+
+test('routes pick pools by path prefix, host (exact and *.suffix) and method in order; default_pool takes the rest; pools balance on their own', async (t) => {
+  const names = ['api1', 'api2', 'oauth1', 'fhir1', 'tenant1', 'write1'];
+  const bs = new Map<string, TestBackend>();
+  for (const name of names) bs.set(name, await backend(t, name));
+  const port = await freePort();
+  const adminPort = await freePort();
+  const dir = tempDir(t);
+  const lb = await start(
+    t,
+    [
+      {
+        name: 'ehr',
+        listen: `127.0.0.1:${port}`,
+        pools: {
+          api: { balance: 'roundrobin', servers: [{ name: 'api1', address: bs.get('api1')!.address }, { name: 'api2', address: bs.get('api2')!.address }] },
+          oauth: { servers: [{ name: 'oauth1', address: bs.get('oauth1')!.address }] },
+          fhir: { servers: [{ name: 'fhir1', address: bs.get('fhir1')!.address }] },
+          tenants: { servers: [{ name: 'tenant1', address: bs.get('tenant1')!.address }] },
+          writes: { servers: [{ name: 'write1', address: bs.get('write1')!.address }] },
+        },
+        routes: [
+          { path_prefix: '/oauth2/', pool: 'oauth' },
+          { host: 'fhir.example.org', pool: 'fhir' },
+          { host: '*.tenants.example.org', pool: 'tenants' },
+          { method: ['POST', 'PUT'], path_prefix: '/api/', pool: 'writes' },
+        ],
+        default_pool: 'api',
+      },
+    ],
+    { admin: { listen: `127.0.0.1:${adminPort}`, token_file: join(dir, 'admin.token'), metrics_public: true } },
+  );
+  const servedBy = async (path: string, headers: Record<string, string> = {}, method = 'GET') => {
+    const reply = await request(port, { path, headers, method, ...(method === 'GET' ? {} : { body: '{}', headers: { ...headers, 'content-length': '2' } }) });
+    assert.equal(reply.status, 200, `${method} ${path}`);
+    return String(reply.headers['x-served-by']);
+  };
+  assert.equal(await servedBy('/oauth2/token'), 'oauth1', 'path prefix');
+  assert.equal(await servedBy('/oauth2/token', { host: 'fhir.example.org' }), 'oauth1', 'the first matching route wins');
+  assert.equal(await servedBy('/Patient/1', { host: 'FHIR.Example.org:443' }), 'fhir1', 'host: exact, without port and case');
+  assert.equal(await servedBy('/x', { host: 'st-mary.tenants.example.org' }), 'tenant1', 'host suffix');
+  assert.equal(await servedBy('/x', { host: 'tenants.example.org' }), 'api1', '*.suffix needs a label before the suffix');
+  assert.equal(await servedBy('/api/orders', {}, 'POST'), 'write1', 'method and path together');
+  assert.equal(await servedBy('/api/orders', {}, 'PUT'), 'write1');
+  const spread = new Set<string>();
+  for (let i = 0; i < 6; i++) spread.add(await servedBy('/api/orders'));
+  assert.deepEqual([...spread].sort(), ['api1', 'api2'], 'GET /api/ falls to the default pool, round robin over its two servers');
+  assert.equal(bs.get('oauth1')!.seen[0].url, '/oauth2/token', 'the target is passed on unchanged');
+
+  // Status groups servers by pool; metrics carry a pool label.
+  const status = lb.status()[0];
+  assert.deepEqual(status.pools, [
+    { name: 'api', balance: 'roundrobin', servers: ['api1', 'api2'] },
+    { name: 'oauth', balance: 'leastconn', servers: ['oauth1'] },
+    { name: 'fhir', balance: 'leastconn', servers: ['fhir1'] },
+    { name: 'tenants', balance: 'leastconn', servers: ['tenant1'] },
+    { name: 'writes', balance: 'leastconn', servers: ['write1'] },
+  ]);
+  assert.equal(status.servers.find((s) => s.name === 'oauth1')!.pool, 'oauth');
+  const metrics = (await adminCall(adminPort, 'GET', '/metrics', null)).text;
+  const token = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
+  const api = (await adminCall(adminPort, 'GET', '/api/status', token)).json as { virtual_services: { pools: { name: string }[]; servers: { name: string; pool: string }[] }[] };
+  assert.deepEqual(api.virtual_services[0].pools.map((p) => p.name), ['api', 'oauth', 'fhir', 'tenants', 'writes'], 'the status API lists the pools');
+  assert.equal(api.virtual_services[0].servers.find((s) => s.name === 'write1')!.pool, 'writes');
+  assert.match(metrics, /carelb_server_requests_total\{vs="ehr",pool="oauth",server="oauth1"\} 2/);
+  assert.match(metrics, /carelb_server_up\{vs="ehr",pool="api",server="api2"\} 1/);
+});
+
+test('a request no route matches gets 404 CLB_NO_ROUTE without a default_pool, reaches no server and is counted', async (t) => {
+  const oauth = await backend(t, 'oauth1');
+  const port = await freePort();
+  const lb = await start(t, [{ name: 'ehr', listen: `127.0.0.1:${port}`, pools: { oauth: { servers: [{ name: 'oauth1', address: oauth.address }] } }, routes: [{ path_prefix: '/oauth2/', pool: 'oauth' }] }]);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const missed = await request(port, { path: '/Patient/1', agent });
+  assert.equal(missed.status, 404);
+  assert.equal(missed.headers['x-carelb-error'], 'CLB_NO_ROUTE');
+  assert.equal(missed.body.toString(), 'no route of this virtual service matches the request\n');
+  const hit = await request(port, { path: '/oauth2/token', agent });
+  assert.equal(hit.status, 200);
+  assert.equal(oauth.seen.length, 1, 'the unrouted request reached no server');
+  assert.equal(lb.status()[0].errors.NO_ROUTE, 1, 'counted');
+});
+
+test('a pool’s health check marks its servers down and routes still reach the pool’s other server', async (t) => {
+  const healthy = { a: true };
+  const a = await backend(t, 'a', (req, res) => (req.url === '/health' ? res.writeHead(healthy.a ? 200 : 500).end() : res.writeHead(200, { 'x-served-by': 'a' }).end('a')));
+  const b = await backend(t, 'b', (req, res) => res.writeHead(200, { 'x-served-by': 'b' }).end('b'));
+  const port = await freePort();
+  const lb = await start(t, [
+    {
+      name: 'ehr',
+      listen: `127.0.0.1:${port}`,
+      pools: { checked: { health_check: { interval: '50ms', rise: 1, fall: 1 }, servers: [{ name: 'a', address: a.address }, { name: 'b', address: b.address }] } },
+      default_pool: 'checked',
+    },
+  ]);
+  healthy.a = false;
+  await eventually(() => lb.status()[0].servers[0].health === 'down', 3000, 'a down by its pool’s check');
+  for (let i = 0; i < 6; i++) assert.equal((await request(port)).headers['x-served-by'], 'b');
+});
+
+test('cookie persistence with pools: a cookie holds within its pool, and one naming another pool’s server is ignored', async (t) => {
+  const bs = await Promise.all(['a1', 'a2', 'o1', 'o2'].map((name) => backend(t, name)));
+  const port = await freePort();
+  await start(t, [
+    {
+      name: 'ehr',
+      listen: `127.0.0.1:${port}`,
+      balance: 'roundrobin',
+      persistence: 'cookie',
+      pools: { api: { servers: [bs[0], bs[1]].map((b) => ({ name: b.name, address: b.address })) }, oauth: { servers: [bs[2], bs[3]].map((b) => ({ name: b.name, address: b.address })) } },
+      routes: [{ path_prefix: '/oauth2/', pool: 'oauth' }],
+      default_pool: 'api',
+    },
+  ]);
+  const first = await request(port, { path: '/api/x' });
+  const apiCookie = persistenceCookie(first)!;
+  const apiHome = String(first.headers['x-served-by']);
+  assert.ok(['a1', 'a2'].includes(apiHome));
+  for (let i = 0; i < 10; i++) assert.equal((await request(port, { path: '/api/x', headers: { cookie: apiCookie.pair } })).headers['x-served-by'], apiHome);
+  // The api cookie on an oauth request: balanced within oauth, and a new cookie for the oauth server.
+  const oauth = await request(port, { path: '/oauth2/token', headers: { cookie: apiCookie.pair } });
+  assert.ok(['o1', 'o2'].includes(String(oauth.headers['x-served-by'])));
+  const oauthCookie = persistenceCookie(oauth)!;
+  assert.ok(oauthCookie && oauthCookie.pair !== apiCookie.pair);
+  for (let i = 0; i < 6; i++) assert.equal((await request(port, { path: '/oauth2/token', headers: { cookie: oauthCookie.pair } })).headers['x-served-by'], oauth.headers['x-served-by']);
+});
+
+test('carelb check refuses routes to unknown pools, servers beside pools, duplicate server names across pools and routes without a matcher', async (t) => {
+  const server = (name: string) => ({ name, address: '127.0.0.1:9000' });
+  const result = check(t, {
+    virtual_services: [
+      {
+        name: 'ehr',
+        listen: '127.0.0.1:8080',
+        servers: [server('x')],
+        pools: { api: { servers: [server('a')] }, oauth: { servers: [server('a')] } },
+        routes: [{ path_prefix: '/oauth2/', pool: 'oath' }, { pool: 'api' }],
+        default_pool: 'nope',
+      },
+      { name: 'plain', listen: '127.0.0.1:8081', servers: [server('y')], routes: [{ path_prefix: '/', pool: 'api' }] },
+    ],
+  });
+  assert.equal(result.status, 1);
+  for (const pattern of [
+    /virtual_services\[0\]\.servers: give servers either here or in pools, not both/,
+    /virtual_services\[0\]\.pools\.oauth\.servers\[0\]\.name: duplicate server name "a"/,
+    /virtual_services\[0\]\.routes\[0\]\.pool: no pool named "oath" \(pools: api, oauth\)/,
+    /virtual_services\[0\]\.routes\[1\]: needs host, path_prefix or method/,
+    /virtual_services\[0\]\.default_pool: no pool named "nope"/,
+    /virtual_services\[1\]\.routes: needs pools/,
+  ])
+    assert.match(result.output, pattern);
 });

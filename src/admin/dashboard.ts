@@ -263,7 +263,8 @@ const SCRIPT = `
         var dErr = prev ? server.errors - prev.errors : 0;
         counts.set(key, { requests: server.requests, errors: server.errors });
         var c = r.cells;
-        setText(c.name, server.name);
+        // Content switching: servers come pool by pool; the pool is shown before the name.
+        setText(c.name, server.pool ? server.pool + ' / ' + server.name : server.name);
         setText(c.address, server.address);
         var hb = c.health.firstChild; hb.className = 'badge ' + server.health; setText(hb, server.health);
         var ab = c.admin.firstChild; ab.className = 'badge ' + server.admin; setText(ab, server.admin);

@@ -225,17 +225,6 @@ const server = z
   })
   .strict();
 
-/** A named server pool for content switching (issue 14): its servers and, optionally, its own balance and health check. */
-const pool = z
-  .object({
-    servers: z.array(server).min(1, 'needs at least one server'),
-    /** Overrides the virtual service's balance for this pool. */
-    balance: z.enum(['leastconn', 'roundrobin']).optional(),
-    /** Health check of this pool's servers: the service's keys (if any), then these, then a server's own. */
-    health_check: healthCheck.optional(),
-  })
-  .strict();
-
 const httpMethod = z.string().regex(/^[A-Z]{1,16}$/, 'must be an HTTP method in capitals');
 
 /** One content-switching route: every matcher given must match (host, path_prefix, method); the first route that matches picks its pool. */
@@ -264,6 +253,19 @@ const timeouts = z
     client_body_idle: duration.default('30s'),
     /** Waiting in the queue of a full server (max_conns) longer than this gives 503. */
     queue: duration.default('5s'),
+  })
+  .strict();
+
+/** A named server pool for content switching (issue 14): its servers and, optionally, its own balance and health check. */
+const pool = z
+  .object({
+    servers: z.array(server).min(1, 'needs at least one server'),
+    /** Overrides the virtual service's balance for this pool. */
+    balance: z.enum(['leastconn', 'roundrobin']).optional(),
+    /** Health check of this pool's servers: the service's keys (if any), then these, then a server's own. */
+    health_check: healthCheck.optional(),
+    /** Overrides of the virtual service's timeouts for this pool (any of its keys). */
+    timeouts: timeouts.partial().optional(),
   })
   .strict();
 
@@ -459,8 +461,8 @@ const virtualService = z
     ...vs,
     // Pools are flattened into `servers` (each tagged with its pool), so slots, health checks,
     // status and admin state work on one list; `pools` keeps each pool's name and balance.
-    servers: flattenServers(vs.servers, vs.pools),
-    pools: vs.pools === undefined ? undefined : Object.entries(vs.pools).map(([poolName, p]) => ({ name: poolName, balance: p.balance ?? vs.balance })),
+    servers: flattenServers(vs.servers, vs.pools, vs.timeouts),
+    pools: vs.pools === undefined ? undefined : Object.entries(vs.pools).map(([poolName, p]) => ({ name: poolName, balance: p.balance ?? vs.balance, timeouts: poolTimeouts(vs.timeouts, p.timeouts) })),
     chunked_requests: vs.chunked_requests ?? (vs.trusted_proxies.length > 0 ? ('refuse' as const) : ('allow' as const)),
     // persistence: cookie without a cookie key gets the defaults; Secure follows tls unless set.
     cookie: vs.persistence === 'cookie' ? resolveCookie(vs.cookie, Boolean(vs.tls)) : undefined,
@@ -468,11 +470,22 @@ const virtualService = z
 
 type ServerInput = z.output<typeof server>;
 /** A server as the rest of carelb sees it: its pool (content switching) and that pool's health check keys, if any. */
-export type PooledServer = ServerInput & { pool?: string; pool_health_check?: z.output<typeof healthCheck> };
+export type PooledServer = ServerInput & { pool?: string; pool_health_check?: z.output<typeof healthCheck>; pool_timeouts?: TimeoutsConfig };
+export type TimeoutsConfig = z.output<typeof timeouts>;
 
-function flattenServers(servers: ServerInput[], pools: Record<string, z.output<typeof pool>> | undefined): PooledServer[] {
+/** A pool's timeouts: the service's, with the pool's own keys over them. */
+function poolTimeouts(service: TimeoutsConfig, own: Partial<TimeoutsConfig> | undefined): TimeoutsConfig {
+  const out = { ...service };
+  for (const [key, value] of Object.entries(own ?? {})) if (value !== undefined) out[key as keyof TimeoutsConfig] = value;
+  return out;
+}
+
+function flattenServers(servers: ServerInput[], pools: Record<string, z.output<typeof pool>> | undefined, service: TimeoutsConfig): PooledServer[] {
   if (pools === undefined) return servers;
-  return Object.entries(pools).flatMap(([poolName, p]) => p.servers.map((s) => ({ ...s, pool: poolName, pool_health_check: p.health_check })));
+  return Object.entries(pools).flatMap(([poolName, p]) => {
+    const resolved = poolTimeouts(service, p.timeouts);
+    return p.servers.map((s) => ({ ...s, pool: poolName, pool_health_check: p.health_check, pool_timeouts: resolved }));
+  });
 }
 
 /** Pools, routes and default_pool of one virtual service (content switching). */

@@ -38,6 +38,7 @@ import { countError, respondError } from './respond';
 import { S, V, statusClassOffset } from '../state/stats';
 import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from '../upstream/connection';
 import type { RequestInfo } from './request-head';
+import type { TimeoutsConfig } from '../config/schema';
 import type { FallbackResponse, PoolRuntime, ServerRuntime, ServiceRuntime } from './service';
 import { STATUS_CODES as STATUS_TEXT } from 'node:http';
 // Imported, not the global: in a worker thread the global is a getter (a LoadGlobalIC per call).
@@ -104,6 +105,8 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   private avoid = -1;
   /** Pool-local index of the server the request's persistence cookie names (-1: none). */
   private readonly sticky: number;
+  /** The routed pool's timeouts (the service's without content switching). */
+  private readonly timeouts: TimeoutsConfig;
   private staleRetried = false;
   /** Content-Length of the response being relayed (-1: chunked or close-delimited). */
   private contentLength = -1;
@@ -136,9 +139,10 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     // The pool-local index of the server a persistence cookie names, when it is in this pool.
     const l7 = request.l7;
     this.sticky = l7 === null || l7.sticky < 0 ? -1 : pool.indexOf[l7.sticky];
+    this.timeouts = pool.timeouts;
     this.writer = new ResponseWriter(res, this);
     this.body = new RequestBody(res, this.writer, request.chunked, request.chunked || request.contentLength > 0);
-    if (!this.body.done) this.bodyDeadline = coarseClock.now + vs.config.timeouts.client_body_idle;
+    if (!this.body.done) this.bodyDeadline = coarseClock.now + this.timeouts.client_body_idle;
     vs.active.add(this);
     listener.exchangeStarted();
     vs.views.stats[vs.statBase + V.requests]++;
@@ -195,11 +199,11 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
         this.vs.views.stats[this.vs.statBase + V.bytes_in] += copy.length;
         if (this.server !== null) this.vs.views.stats[this.server.statBase + S.bytes_in] += copy.length;
       }
-      this.bodyDeadline = isLast ? 0 : coarseClock.now + this.vs.config.timeouts.client_body_idle;
+      this.bodyDeadline = isLast ? 0 : coarseClock.now + this.timeouts.client_body_idle;
       if (connection !== null) {
         this.body.forward(connection, copy);
         // The server timeout counts inactivity: a long upload is activity.
-        if (this.deadline !== 0) this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+        if (this.deadline !== 0) this.deadline = coarseClock.now + this.timeouts.server;
       }
     } catch (error) {
       this.fault(error);
@@ -232,7 +236,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       if (this.vs.events.observer.accessLogOn) this.headAt = performance.now();
       this.status = status;
       this.contentLength = contentLength;
-      this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+      this.deadline = coarseClock.now + this.timeouts.server;
       const stats = this.vs.views.stats;
       const klass = statusClassOffset(status);
       stats[this.vs.statBase + V.responses_1xx + klass]++;
@@ -258,7 +262,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       if (this.faultAt === FaultPoint.ResponseBody) injectFault(this.faultAt);
       const size = chunk.length;
       this.bytesOut += size;
-      this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+      this.deadline = coarseClock.now + this.timeouts.server;
       this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
       if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
       // The write that finishes the response must find the client flowing (uWS leaves a paused socket stuck).
@@ -335,7 +339,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       this.enter(Phase.Streaming);
       if (this.connection !== null) {
         this.connection.resumeReading();
-        this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+        this.deadline = coarseClock.now + this.timeouts.server;
       }
     } catch (error) {
       this.fault(error);
@@ -394,7 +398,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     this.vs.views.stats[server.statBase + S.requests]++;
     const connection = fresh ? server.pool.connectFresh() : server.pool.acquire();
     this.connection = connection;
-    this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+    this.deadline = coarseClock.now + this.timeouts.server;
     this.enter(Phase.AwaitingServer);
     connection.attach(this, this.request.method === 'HEAD');
     const rules = this.vs.rules;
@@ -427,7 +431,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   /** Waits in the service queue; `failure` is what the client gets when the queue is full. */
   private enqueue(failure: ErrorName | null): void {
     if (this.vs.queue.size >= this.vs.config.max_queue) return this.fail(failure ?? 'QUEUE_FULL');
-    this.queueDeadline = coarseClock.now + this.vs.config.timeouts.queue;
+    this.queueDeadline = coarseClock.now + this.timeouts.queue;
     this.deadline = 0;
     this.enter(Phase.Queued);
     this.queued = true;

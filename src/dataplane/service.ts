@@ -4,7 +4,7 @@
  * flight. Created and used by one thread only.
  */
 import { createBalancer, type Balancer } from '../balance';
-import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
+import type { ServerConfig, TimeoutsConfig, VirtualServiceConfig } from '../config/schema';
 import { ADMIN_HALT, ADMIN_ONLINE, F_WEIGHT, F_ADMIN, F_5XX_STREAK, F_FAIL_STREAK, F_HEALTH, F_INFLIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE, type SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
@@ -74,8 +74,8 @@ export class ServerRuntime {
     this.pool = new ServerPool({
       host: config.address.host,
       port: config.address.port,
-      connectTimeoutMs: vsConfig.timeouts.connect,
-      idleMs: vsConfig.timeouts.upstream_idle,
+      connectTimeoutMs: (config.pool_timeouts ?? vsConfig.timeouts).connect,
+      idleMs: (config.pool_timeouts ?? vsConfig.timeouts).upstream_idle,
       maxIdle: vsConfig.max_idle_per_server,
       tls: backendTlsOptions(vsConfig, config),
       invariants: events.invariants,
@@ -121,8 +121,8 @@ export class ServerRuntime {
   carriedInto(config: ServerConfig, local: number, vs: VirtualServiceConfig): ServerRuntime {
     const next = Object.create(ServerRuntime.prototype) as ServerRuntime;
     Object.assign(next, this, { config, local, vsConfig: vs });
-    next.pool.options.connectTimeoutMs = vs.timeouts.connect;
-    next.pool.options.idleMs = vs.timeouts.upstream_idle;
+    next.pool.options.connectTimeoutMs = (config.pool_timeouts ?? vs.timeouts).connect;
+    next.pool.options.idleMs = (config.pool_timeouts ?? vs.timeouts).upstream_idle;
     next.pool.options.maxIdle = vs.max_idle_per_server;
     return next;
   }
@@ -141,6 +141,8 @@ export class PoolRuntime {
     readonly servers: ServerRuntime[],
     readonly balancer: Balancer,
     serviceSize: number,
+    /** The pool's timeouts (the service's, with the pool's own keys over them). */
+    readonly timeouts: TimeoutsConfig,
   ) {
     this.indexOf = new Int32Array(serviceSize).fill(-1);
     servers.forEach((server, i) => (this.indexOf[server.local] = i));
@@ -226,7 +228,7 @@ export class ServiceRuntime {
     const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };
     this.balancer = createBalancer(config.balance, table, config.persistence, config.servers.map((s) => s.name));
     if (config.pools === undefined) {
-      this.defaultPool = new PoolRuntime('', this.servers, this.balancer, this.servers.length);
+      this.defaultPool = new PoolRuntime('', this.servers, this.balancer, this.servers.length, config.timeouts);
     } else {
       // Each pool balances over its own servers' slots; a server's pool-local index is its place in the pool.
       const pools = new Map<string, PoolRuntime>();
@@ -234,7 +236,7 @@ export class ServiceRuntime {
         const members = this.servers.filter((server) => server.config.pool === poolConfig.name);
         const poolTable = { slots: views.servers, members: Int32Array.from(members, (server) => server.slot), count: members.length };
         const balancer = createBalancer(poolConfig.balance, poolTable, config.persistence, members.map((server) => server.config.name));
-        pools.set(poolConfig.name, new PoolRuntime(poolConfig.name, members, balancer, this.servers.length));
+        pools.set(poolConfig.name, new PoolRuntime(poolConfig.name, members, balancer, this.servers.length, poolConfig.timeouts));
       }
       this.defaultPool = config.default_pool === undefined ? null : pools.get(config.default_pool)!;
       this.routes = config.routes.map((route) => {

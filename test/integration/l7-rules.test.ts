@@ -593,6 +593,29 @@ test('cookie persistence with pools: a cookie holds within its pool, and one nam
   for (let i = 0; i < 6; i++) assert.equal((await request(port, { path: '/oauth2/token', headers: { cookie: oauthCookie.pair } })).headers['x-served-by'], oauth.headers['x-served-by']);
 });
 
+test('a pool’s own timeouts apply to its requests only: the same slow server times out in one pool and answers in the other', async (t) => {
+  const slow = await backend(t, 'slow', (_req, res) => setTimeout(() => res.writeHead(200, { 'x-served-by': 'slow' }).end('late'), 600));
+  const port = await freePort();
+  await start(t, [
+    {
+      name: 'ehr',
+      listen: `127.0.0.1:${port}`,
+      timeouts: { server: '10s' },
+      pools: {
+        impatient: { timeouts: { server: '150ms' }, servers: [{ name: 'slow-a', address: slow.address }] },
+        patient: { servers: [{ name: 'slow-b', address: slow.address }] },
+      },
+      routes: [{ path_prefix: '/quick/', pool: 'impatient' }],
+      default_pool: 'patient',
+    },
+  ]);
+  const [quick, patient] = await Promise.all([request(port, { path: '/quick/x' }), request(port, { path: '/slow/x' })]);
+  assert.equal(quick.status, 504);
+  assert.equal(quick.headers['x-carelb-error'], 'CLB_SERVER_TIMEOUT');
+  assert.equal(patient.status, 200);
+  assert.equal(patient.body.toString(), 'late');
+});
+
 test('carelb check refuses routes to unknown pools, servers beside pools, duplicate server names across pools and routes without a matcher', async (t) => {
   const server = (name: string) => ({ name, address: '127.0.0.1:9000' });
   const result = check(t, {

@@ -302,6 +302,8 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   hostFields = 0;
   malformed = '';
   valueBits = 0;
+  // One branch per request: a service without L7 rules copies exactly as before.
+  let l7: L7Request | null = null;
   if (l7Rules === null) {
     req.forEach(collectHeader);
   } else {
@@ -310,6 +312,7 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
     l7Rules.foundCookie = '';
     req.forEach(collectRuledHeader);
     rules = null;
+    l7 = l7Rules.admit(incomingId);
   }
   if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') collected = withoutNominated(collected, connection);
   const chunked = transferEncoding !== '';
@@ -328,6 +331,5 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   const invalid = malformed || framingProblem(method, target, lengthText, transferEncoding);
   // Names, method and target are ASCII once valid (tokens, origin-form), and so is the address.
   const asciiHead = valueBits < 0x80;
-  const l7 = l7Rules === null ? null : l7Rules.admit(incomingId);
   return { method, client: clientAddress, target, host, contentLength, chunked, head, asciiHead, headerCount, headerBytes, invalid, l7 };
 }

@@ -41,6 +41,8 @@ export const ERRORS = define({
   INTERNAL: { code: 'CLB_INTERNAL', status: 502, reason: 'Bad Gateway', message: 'carelb failed to handle this request' },
   /** A chunked request body where the virtual service refuses them (chunked_requests: refuse). */
   LENGTH_REQUIRED: { code: 'CLB_LENGTH_REQUIRED', status: 411, reason: 'Length Required', message: 'send the request body with a Content-Length' },
+  /** Content switching: no route matched the request and the virtual service has no default_pool (issue 14). */
+  NO_ROUTE: { code: 'CLB_NO_ROUTE', status: 404, reason: 'Not Found', message: 'no route of this virtual service matches the request' },
 });
 
 export type ErrorName = keyof typeof ERRORS;

@@ -198,12 +198,12 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
 
   for (const service of services) {
     for (const server of service.servers) {
-      addCounters(x, 'carelb_server_', SERVER_STATS, SERVER_HELP, server.counters, { vs: service.name, server: server.name });
+      addCounters(x, 'carelb_server_', SERVER_STATS, SERVER_HELP, server.counters, serverLabels(service.name, server));
     }
   }
   for (const service of services) {
     for (const server of service.servers) {
-      const labels = { vs: service.name, server: server.name };
+      const labels = serverLabels(service.name, server);
       x.add('carelb_server_in_flight', 'gauge', 'Requests in flight to the server.', labels, server.active);
       x.add('carelb_server_weight', 'gauge', 'Configured weight of the server.', labels, server.weight);
       x.add('carelb_server_up', 'gauge', 'Health of the server: 1 up, 0 down.', labels, server.health === 'up' ? 1 : 0);
@@ -218,14 +218,14 @@ export function renderMetrics(ctx: AdminContext, extras: MetricsExtras): string 
     for (const server of service.servers) {
       const check = ctx.lastCheck(service.name, server.name);
       if (!check) continue;
-      const labels = { vs: service.name, server: server.name };
+      const labels = serverLabels(service.name, server);
       x.add('carelb_server_check_success', 'gauge', '', labels, check.result === 'pass' ? 1 : 0);
       x.add('carelb_server_check_duration_seconds', 'gauge', '', labels, check.duration_ms / 1000);
     }
   }
   for (const service of services) {
     for (const server of service.servers) {
-      addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', { vs: service.name, server: server.name }, ctx.latency(service.name, server.name), ctx.latencyBuckets(service.name, server.name));
+      addLatency(x, 'carelb_server_request_duration_seconds', 'Request duration at the server (summary of the merged thread histograms).', serverLabels(service.name, server), ctx.latency(service.name, server.name), ctx.latencyBuckets(service.name, server.name));
     }
   }
   addCertificates(x, ctx);
@@ -242,4 +242,9 @@ function addCertificates(x: Exposition, ctx: AdminContext): void {
     if (entry.virtual_services.length === 0) x.add(name, 'gauge', help, { name: entry.name, virtual_service: '' }, value);
     for (const vs of entry.virtual_services) x.add(name, 'gauge', help, { name: entry.name, virtual_service: vs }, value);
   }
+}
+
+/** Labels of a server's series: vs and server, and its pool with content switching (issue 14). */
+function serverLabels(vs: string, server: { name: string; pool?: string }): Record<string, string> {
+  return server.pool === undefined ? { vs, server: server.name } : { vs, pool: server.pool, server: server.name };
 }

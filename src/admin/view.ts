@@ -10,6 +10,8 @@ import type { ServerStat, VsStat } from '../state/stats';
 
 export interface ServerView {
   name: string;
+  /** Its pool, with content switching (issue 14). */
+  pool?: string;
   address: string;
   weight: number;
   health: 'up' | 'down';
@@ -56,6 +58,7 @@ export interface StatusView {
 export function serverView(ctx: AdminContext, vs: string, server: ServerStatus): ServerView {
   return {
     name: server.name,
+    ...(server.pool === undefined ? {} : { pool: server.pool }),
     address: server.address,
     weight: server.weight,
     health: server.health,
@@ -94,6 +97,7 @@ export function statusView(ctx: AdminContext, now = Date.now()): StatusView {
       listen: service.listen,
       tls: hasTls(ctx, service.name),
       balance: service.balance,
+      ...(service.pools === undefined ? {} : { pools: service.pools }),
       active: service.servers.reduce((sum, s) => sum + s.active, 0),
       requests: service.counters.requests,
       counters: { ...service.counters },

@@ -17,8 +17,9 @@ export interface Balancer {
   /**
    * Returns the local index (0..count-1) of the server for the next request, or -1 when no
    * server may take it. `exclude` is a local index to skip (a server that just failed), or -1.
+   * `preferred`: the server a persistence cookie names (-1: none); only cookie persistence reads it.
    */
-  pick(exclude: number, client?: string): number;
+  pick(exclude: number, client?: string, preferred?: number): number;
 }
 
 /** Weight of a server if it may take a new request now, else 0. */

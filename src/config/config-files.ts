@@ -38,10 +38,12 @@ const MIN_TOKEN_LENGTH = 16;
 export interface ConfigFileReport extends TlsFileReport {
   /** Per virtual service (config order): the fallback body's bytes, when it has a body_file. */
   fallbackBodies: (Buffer | undefined)[];
+  /** Per virtual service: the cookie persistence key read from cookie.secret_file, when set. */
+  cookieSecrets: (Buffer | undefined)[];
 }
 
 export function checkConfigFiles(config: Config, now = Date.now()): ConfigFileReport {
-  const report: ConfigFileReport = { ...checkTlsFiles(config, now), fallbackBodies: [] };
+  const report: ConfigFileReport = { ...checkTlsFiles(config, now), fallbackBodies: [], cookieSecrets: [] };
   const { errors, warnings } = report;
 
   config.virtual_services.forEach((vs, v) => {
@@ -50,6 +52,16 @@ export function checkConfigFiles(config: Config, now = Date.now()): ConfigFileRe
     const read = readNamedFile(fallback.body_file, 'fallback body file', FALLBACK_BODY_MAX_BYTES);
     if (read.ok) report.fallbackBodies[v] = read.bytes;
     else errors.push(`virtual_services[${v}].fallback.body_file: ${read.reason}`);
+  });
+
+  config.virtual_services.forEach((vs, v) => {
+    const secretFile = vs.cookie?.secret_file;
+    if (secretFile === undefined) return;
+    const read = readNamedFile(secretFile, 'cookie secret file', 64 * 1024);
+    if (!read.ok) return errors.push(`virtual_services[${v}].cookie.secret_file: ${read.reason}`);
+    const secret = read.bytes.toString('utf8').split('\n')[0].trim();
+    if (secret.length < MIN_TOKEN_LENGTH) errors.push(`virtual_services[${v}].cookie.secret_file: ${secretFile} holds no usable secret (want at least ${MIN_TOKEN_LENGTH} characters on its first line)`);
+    else report.cookieSecrets[v] = Buffer.from(secret);
   });
 
   if (config.admin) tokenFile('admin.token_file', config.admin.token_file, { mayBeAbsent: 'generated' }, errors, warnings);

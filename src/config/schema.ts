@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { parseDuration, parseSize } from './units';
+import { headerRuleProblems, RESERVED_REQUEST_FIELDS, RESERVED_RESPONSE_FIELDS } from './header-rules';
 
 /** A number, or text in a unit that `parse` turns into that number (the one place units are read). */
 function withUnit(parse: (text: string) => number | undefined, what: string) {
@@ -224,6 +225,22 @@ const server = z
   })
   .strict();
 
+const httpMethod = z.string().regex(/^[A-Z]{1,16}$/, 'must be an HTTP method in capitals');
+
+/** One content-switching route: every matcher given must match (host, path_prefix, method); the first route that matches picks its pool. */
+const route = z
+  .object({
+    /** Host without port, exact (`fhir.example.org`) or a suffix (`*.example.org`: one or more labels before it); case-insensitive. */
+    host: z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'must be a DNS name or *.domain').optional(),
+    /** Path prefix, compared byte for byte with the request target (`/oauth2/`). */
+    path_prefix: z.string().startsWith('/', 'must start with /').optional(),
+    /** A method or a list of methods. */
+    method: z.union([httpMethod, z.array(httpMethod).min(1)]).optional(),
+    pool: name,
+  })
+  .strict()
+  .refine((r) => r.host !== undefined || r.path_prefix !== undefined || r.method !== undefined, 'needs host, path_prefix or method (use default_pool for everything else)');
+
 const timeouts = z
   .object({
     /** Time allowed to open a connection to a server. */
@@ -236,6 +253,31 @@ const timeouts = z
     client_body_idle: duration.default('30s'),
     /** Waiting in the queue of a full server (max_conns) longer than this gives 503. */
     queue: duration.default('5s'),
+  })
+  .strict();
+
+/** A named server pool for content switching (issue 14): its servers and, optionally, its own balance and health check. */
+const pool = z
+  .object({
+    servers: z.array(server).min(1, 'needs at least one server'),
+    /** Overrides the virtual service's balance for this pool. */
+    balance: z.enum(['leastconn', 'roundrobin']).optional(),
+    /** Health check of this pool's servers: the service's keys (if any), then these, then a server's own. */
+    health_check: healthCheck.optional(),
+    /** Overrides of the virtual service's timeouts for this pool (any of its keys). */
+    timeouts: timeouts.partial().optional(),
+  })
+  .strict();
+
+/** A header value: text (numbers and booleans are taken as their text). Checked by header-rules.ts. */
+const headerValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+
+/** `request_headers` / `response_headers`: set (replace), add (append), remove (header-rules.ts). */
+const headerRules = z
+  .object({
+    set: z.record(z.string(), headerValue).default({}),
+    add: z.record(z.string(), headerValue).default({}),
+    remove: z.array(z.string()).default([]),
   })
   .strict();
 
@@ -320,20 +362,91 @@ const virtualService = z
       .optional(),
     /** A server that comes back ramps from a low weight to its full weight over this time (0 = off). */
     slow_start: duration.default(0),
-    /** source_ip: a client address keeps reaching the same server while that server is up. */
-    persistence: z.enum(['none', 'source_ip']).default('none'),
+    /**
+     * HTTP Strict Transport Security (RFC 6797) on every response of a TLS service, carelb's
+     * own answers included; a server's own Strict-Transport-Security is replaced.
+     */
+    hsts: z
+      .object({
+        /** How long browsers remember to use https only (sent in seconds). */
+        max_age: duration,
+        include_subdomains: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
+    /**
+     * A request id per request: the client's, when valid (1-128 of A-Z a-z 0-9 -_.:+/=@),
+     * else a generated one; passed to the server in `header` and logged as `request_id`.
+     */
+    request_id: z
+      .object({ header: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a header name (a token, RFC 9110 §5.1)').default('X-Request-Id') })
+      .strict()
+      .optional(),
+    /** Fields set, added or removed on every request sent to a server; values may use {client_ip}, {virtual_service}, {server}, {request_id}. */
+    request_headers: headerRules.optional(),
+    /** Fields set, added or removed on every server response; the same templates. */
+    response_headers: headerRules.optional(),
+    /**
+     * source_ip: a client address keeps reaching the same server while that server is up.
+     * cookie: a client keeps reaching the server its cookie names (options in `cookie`).
+     */
+    persistence: z.enum(['none', 'source_ip', 'cookie']).default('none'),
+    /** Cookie persistence options (persistence: cookie); HAProxy's `cookie NAME insert indirect nocache`. */
+    cookie: z
+      .object({
+        /** Cookie name (RFC 6265 §4.1.1: a token). */
+        name: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a cookie name (a token, RFC 6265 §4.1.1)').default('CARELBSRV'),
+        /** A cookie not seen for this long no longer counts (0 = no limit). */
+        max_idle: duration.default(0),
+        /** A cookie older than this since it was first set no longer counts (0 = no limit). */
+        max_life: duration.default(0),
+        /** Secure attribute; default: on for TLS services. */
+        secure: z.boolean().optional(),
+        httponly: z.boolean().default(true),
+        samesite: z.enum(['lax', 'strict', 'none']).default('lax'),
+        /** Key for the servers' opaque cookie tokens (at least 16 characters); the same on both HA nodes. */
+        secret_file: secretFile.optional(),
+      })
+      .strict()
+      .optional(),
     /** Active health checks of the servers; absent: servers are assumed up. */
     health_check: healthCheck.optional(),
     /** Most idle keep-alive connections a thread keeps per server. */
     max_idle_per_server: z.number().int().min(0).max(100_000).default(256),
     servers: z.array(server).default([]),
+    /** Content switching: named pools instead of `servers`, chosen per request by `routes`, else `default_pool`. */
+    pools: z.record(z.string(), pool).optional(),
+    /** Ordered: the first route whose matchers all match picks the pool. */
+    routes: z.array(route).default([]),
+    /** Pool for requests no route matches; without it they get 404 CLB_NO_ROUTE. */
+    default_pool: name.optional(),
   })
   .strict()
   .superRefine((vs, ctx) => {
-    if (vs.servers.length === 0 && !vs.redirect_https) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers'], message: 'needs at least one server' });
+    if (vs.pools !== undefined) checkPools(vs, ctx);
+    else if (vs.routes.length > 0 || vs.default_pool !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [vs.routes.length > 0 ? 'routes' : 'default_pool'], message: 'needs pools' });
+    if (vs.servers.length === 0 && !vs.redirect_https && vs.pools === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers'], message: 'needs at least one server' });
     if ((vs.passive.consecutive_failures > 0 || vs.passive.consecutive_5xx > 0) && !vs.health_check) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['passive'], message: 'needs health_check: only active checks bring a passively marked server back' });
     }
+    // RFC 6797 §7.2: a host must not send Strict-Transport-Security over plain HTTP, and §8.1: browsers ignore it there.
+    if (vs.hsts && !vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hsts'], message: 'needs tls: Strict-Transport-Security over plain HTTP is ignored by browsers (RFC 6797 §8.1); set it on the TLS virtual service' });
+    const requestIdField = vs.request_id?.header.toLowerCase();
+    if (requestIdField !== undefined && RESERVED_REQUEST_FIELDS[requestIdField] !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['request_id', 'header'], message: `${vs.request_id!.header} cannot carry the request id: ${RESERVED_REQUEST_FIELDS[requestIdField]}` });
+    }
+    const noneReserved: Record<string, string> = {};
+    const sides: [string, z.output<typeof headerRules> | undefined, Record<string, string>, Record<string, string>][] = [
+      ['request_headers', vs.request_headers, RESERVED_REQUEST_FIELDS, requestIdField === undefined ? noneReserved : { [requestIdField]: 'it is the request_id field (carelb sets it)' }],
+      ['response_headers', vs.response_headers, RESERVED_RESPONSE_FIELDS, vs.hsts ? { 'strict-transport-security': 'hsts sets it' } : noneReserved],
+    ];
+    for (const [key, rules, reserved, extra] of sides) {
+      if (!rules) continue;
+      for (const [path, message] of headerRuleProblems(rules, reserved, extra, vs.request_id !== undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key, ...path], message });
+    }
+    if (vs.cookie && vs.persistence !== 'cookie') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cookie'], message: 'is for persistence: cookie' });
+    if (vs.cookie?.secure === true && !vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cookie', 'secure'], message: 'needs tls: browsers never send a Secure cookie back over plain HTTP, so no client would stay' });
+    if (vs.cookie?.samesite === 'none' && !(vs.cookie.secure ?? vs.tls)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cookie', 'samesite'], message: 'none needs a Secure cookie (browsers refuse SameSite=None without it): use it on a TLS service' });
     if (vs.redirect_https && vs.tls) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redirect_https'], message: 'a TLS virtual service cannot redirect to https: set it on the plain-HTTP one' });
     const seen = new Set<string>();
     vs.servers.forEach((s, i) => {
@@ -344,7 +457,76 @@ const virtualService = z
       seen.add(s.name);
     });
   })
-  .transform((vs) => ({ ...vs, chunked_requests: vs.chunked_requests ?? (vs.trusted_proxies.length > 0 ? ('refuse' as const) : ('allow' as const)) }));
+  .transform((vs) => ({
+    ...vs,
+    // Pools are flattened into `servers` (each tagged with its pool), so slots, health checks,
+    // status and admin state work on one list; `pools` keeps each pool's name and balance.
+    servers: flattenServers(vs.servers, vs.pools, vs.timeouts),
+    pools: vs.pools === undefined ? undefined : Object.entries(vs.pools).map(([poolName, p]) => ({ name: poolName, balance: p.balance ?? vs.balance, timeouts: poolTimeouts(vs.timeouts, p.timeouts) })),
+    chunked_requests: vs.chunked_requests ?? (vs.trusted_proxies.length > 0 ? ('refuse' as const) : ('allow' as const)),
+    // persistence: cookie without a cookie key gets the defaults; Secure follows tls unless set.
+    cookie: vs.persistence === 'cookie' ? resolveCookie(vs.cookie, Boolean(vs.tls)) : undefined,
+  }));
+
+type ServerInput = z.output<typeof server>;
+/** A server as the rest of carelb sees it: its pool (content switching) and that pool's health check keys, if any. */
+export type PooledServer = ServerInput & { pool?: string; pool_health_check?: z.output<typeof healthCheck>; pool_timeouts?: TimeoutsConfig };
+export type TimeoutsConfig = z.output<typeof timeouts>;
+
+/** A pool's timeouts: the service's, with the pool's own keys over them. */
+function poolTimeouts(service: TimeoutsConfig, own: Partial<TimeoutsConfig> | undefined): TimeoutsConfig {
+  const out = { ...service };
+  for (const [key, value] of Object.entries(own ?? {})) if (value !== undefined) out[key as keyof TimeoutsConfig] = value;
+  return out;
+}
+
+function flattenServers(servers: ServerInput[], pools: Record<string, z.output<typeof pool>> | undefined, service: TimeoutsConfig): PooledServer[] {
+  if (pools === undefined) return servers;
+  return Object.entries(pools).flatMap(([poolName, p]) => {
+    const resolved = poolTimeouts(service, p.timeouts);
+    return p.servers.map((s) => ({ ...s, pool: poolName, pool_health_check: p.health_check, pool_timeouts: resolved }));
+  });
+}
+
+/** Pools, routes and default_pool of one virtual service (content switching). */
+function checkPools(vs: { servers: unknown[]; pools?: Record<string, z.output<typeof pool>>; routes: z.output<typeof route>[]; default_pool?: string; health_check?: unknown }, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  const pools = vs.pools!;
+  if (vs.servers.length > 0) issue(['servers'], 'give servers either here or in pools, not both');
+  const names = Object.keys(pools);
+  if (names.length === 0) issue(['pools'], 'needs at least one pool');
+  const seen = new Set<string>();
+  for (const poolName of names) {
+    if (!NAME_PATTERN.test(poolName)) issue(['pools', poolName], `pool name ${NAME_RULE}`);
+    pools[poolName].servers.forEach((s, i) => {
+      // Server names are unique across the service's pools: admin state, status and cookies name them.
+      if (seen.has(s.name)) issue(['pools', poolName, 'servers', i, 'name'], `duplicate server name "${s.name}" (server names are unique across pools)`);
+      seen.add(s.name);
+      if (s.health_check && !vs.health_check && !pools[poolName].health_check) issue(['pools', poolName, 'servers', i, 'health_check'], "overrides need the pool's or the virtual service's health_check");
+    });
+  }
+  vs.routes.forEach((r, i) => {
+    if (!(r.pool in pools)) issue(['routes', i, 'pool'], `no pool named "${r.pool}" (pools: ${names.join(', ')})`);
+  });
+  if (vs.default_pool !== undefined && !(vs.default_pool in pools)) issue(['default_pool'], `no pool named "${vs.default_pool}" (pools: ${names.join(', ')})`);
+  if (vs.routes.length === 0 && vs.default_pool === undefined) issue(['routes'], 'pools need routes or a default_pool');
+}
+
+/** Cookie persistence options with their defaults (the schema's, for a service that gives none). */
+function resolveCookie(cookie: CookieInput | undefined, tls: boolean): CookieOptions {
+  const given = cookie ?? { name: 'CARELBSRV', max_idle: 0, max_life: 0, httponly: true, samesite: 'lax' as const };
+  return { ...given, secure: given.secure ?? tls };
+}
+interface CookieInput {
+  name: string;
+  max_idle: number;
+  max_life: number;
+  secure?: boolean;
+  httponly: boolean;
+  samesite: 'lax' | 'strict' | 'none';
+  secret_file?: string;
+}
+export type CookieOptions = CookieInput & { secure: boolean };
 
 export const configSchema = z
   .object({
@@ -455,7 +637,7 @@ export const configSchema = z
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type VirtualServiceConfig = Config['virtual_services'][number];
-export type ServerConfig = VirtualServiceConfig['servers'][number];
+export type ServerConfig = PooledServer;
 export type BackendTlsConfig = z.output<typeof backendTls>;
 export type HealthCheckConfig = z.output<typeof healthCheck>;
 export type AdminConfig = NonNullable<Config['admin']>;

@@ -3,10 +3,10 @@
  * Pure functions, no I/O.
  */
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
-const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "250ms" | "5s" | "2m" | "1h" into milliseconds; returns undefined when malformed. */
+/** Parses "250ms" | "5s" | "2m" | "1h" | "180d" into milliseconds; returns undefined when malformed. */
 export function parseDuration(text: string): number | undefined {
   const match = DURATION.exec(text.trim());
   if (!match) return undefined;

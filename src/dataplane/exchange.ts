@@ -38,7 +38,8 @@ import { countError, respondError } from './respond';
 import { S, V, statusClassOffset } from '../state/stats';
 import type { FailureCode, FailurePhase, UpstreamConnection, UpstreamSink } from '../upstream/connection';
 import type { RequestInfo } from './request-head';
-import type { FallbackResponse, ServerRuntime, ServiceRuntime } from './service';
+import type { TimeoutsConfig } from '../config/schema';
+import type { FallbackResponse, PoolRuntime, ServerRuntime, ServiceRuntime } from './service';
 import { STATUS_CODES as STATUS_TEXT } from 'node:http';
 // Imported, not the global: in a worker thread the global is a getter (a LoadGlobalIC per call).
 import { performance } from 'node:perf_hooks';
@@ -100,8 +101,12 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   private readonly body: RequestBody;
   private readonly writer: ResponseWriter;
   private connectRetried = false;
-  /** Local index of a server this request failed to connect to: a queued retry does not pick it again (-1: none). */
+  /** Pool-local index of a server this request failed to connect to: a queued retry does not pick it again (-1: none). */
   private avoid = -1;
+  /** Pool-local index of the server the request's persistence cookie names (-1: none). */
+  private readonly sticky: number;
+  /** The routed pool's timeouts (the service's without content switching). */
+  private readonly timeouts: TimeoutsConfig;
   private staleRetried = false;
   /** Content-Length of the response being relayed (-1: chunked or close-delimited). */
   private contentLength = -1;
@@ -126,12 +131,18 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     private readonly res: HttpResponse,
     private readonly request: RequestInfo,
     private readonly listener: ClientListener,
+    /** The pool the request was routed to (the whole service without content switching). */
+    private readonly pool: PoolRuntime,
     /** Test-only fault injection point (faults.ts); None in production. */
     private readonly faultAt: FaultPoint = FaultPoint.None,
   ) {
+    // The pool-local index of the server a persistence cookie names, when it is in this pool.
+    const l7 = request.l7;
+    this.sticky = l7 === null || l7.sticky < 0 ? -1 : pool.indexOf[l7.sticky];
+    this.timeouts = pool.timeouts;
     this.writer = new ResponseWriter(res, this);
     this.body = new RequestBody(res, this.writer, request.chunked, request.chunked || request.contentLength > 0);
-    if (!this.body.done) this.bodyDeadline = coarseClock.now + vs.config.timeouts.client_body_idle;
+    if (!this.body.done) this.bodyDeadline = coarseClock.now + this.timeouts.client_body_idle;
     vs.active.add(this);
     listener.exchangeStarted();
     vs.views.stats[vs.statBase + V.requests]++;
@@ -155,9 +166,10 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     // Only a request not yet sent can start; anything else is done with the queue.
     if (this.phase !== Phase.Admitted && this.phase !== Phase.Queued) return true;
     try {
-      const local = this.vs.balancer.pick(this.avoid, this.request.client);
-      if (local !== -1) return this.sendTo(this.vs.servers[local], false);
-      if (this.vs.anyServerFull()) return false;
+      const pool = this.pool;
+      const local = pool.balancer.pick(this.avoid, this.request.client, this.sticky);
+      if (local !== -1) return this.sendTo(pool.servers[local], false);
+      if (this.vs.anyServerFull(pool.servers)) return false;
       if (this.vs.fallbackServer !== null) this.sendTo(this.vs.fallbackServer, false);
       else if (this.vs.fallbackResponse !== null) this.answerFallback(this.vs.fallbackResponse);
       else this.fail('NO_SERVER');
@@ -187,11 +199,11 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
         this.vs.views.stats[this.vs.statBase + V.bytes_in] += copy.length;
         if (this.server !== null) this.vs.views.stats[this.server.statBase + S.bytes_in] += copy.length;
       }
-      this.bodyDeadline = isLast ? 0 : coarseClock.now + this.vs.config.timeouts.client_body_idle;
+      this.bodyDeadline = isLast ? 0 : coarseClock.now + this.timeouts.client_body_idle;
       if (connection !== null) {
         this.body.forward(connection, copy);
         // The server timeout counts inactivity: a long upload is activity.
-        if (this.deadline !== 0) this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+        if (this.deadline !== 0) this.deadline = coarseClock.now + this.timeouts.server;
       }
     } catch (error) {
       this.fault(error);
@@ -224,7 +236,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       if (this.vs.events.observer.accessLogOn) this.headAt = performance.now();
       this.status = status;
       this.contentLength = contentLength;
-      this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+      this.deadline = coarseClock.now + this.timeouts.server;
       const stats = this.vs.views.stats;
       const klass = statusClassOffset(status);
       stats[this.vs.statBase + V.responses_1xx + klass]++;
@@ -237,7 +249,8 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       // Whether the response finishes here or later, the client is told now whether it may reuse its connection.
       // A bodyless or empty response is finished by this call: the client must be flowing first.
       if (bodyless || contentLength === 0) this.body.releaseClient();
-      this.writer.begin(status, head, contentLength, bodyless, this.closeMode());
+      const rules = this.vs.rules;
+      this.writer.begin(status, rules === null ? head : rules.responseHead(head, this.request, this.server === null ? '' : this.server.config.name, this.server === null ? -1 : this.server.local), contentLength, bodyless, this.closeMode());
     } catch (error) {
       this.fault(error);
     }
@@ -249,7 +262,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       if (this.faultAt === FaultPoint.ResponseBody) injectFault(this.faultAt);
       const size = chunk.length;
       this.bytesOut += size;
-      this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+      this.deadline = coarseClock.now + this.timeouts.server;
       this.vs.views.stats[this.vs.statBase + V.bytes_out] += size;
       if (this.server) this.vs.views.stats[this.server.statBase + S.bytes_out] += size;
       // The write that finishes the response must find the client flowing (uWS leaves a paused socket stuck).
@@ -326,7 +339,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       this.enter(Phase.Streaming);
       if (this.connection !== null) {
         this.connection.resumeReading();
-        this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+        this.deadline = coarseClock.now + this.timeouts.server;
       }
     } catch (error) {
       this.fault(error);
@@ -385,10 +398,11 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     this.vs.views.stats[server.statBase + S.requests]++;
     const connection = fresh ? server.pool.connectFresh() : server.pool.acquire();
     this.connection = connection;
-    this.deadline = coarseClock.now + this.vs.config.timeouts.server;
+    this.deadline = coarseClock.now + this.timeouts.server;
     this.enter(Phase.AwaitingServer);
     connection.attach(this, this.request.method === 'HEAD');
-    this.body.sendTo(connection, this.request.head, this.request.asciiHead);
+    const rules = this.vs.rules;
+    this.body.sendTo(connection, rules === null ? this.request.head : rules.requestHead(this.request, server.config.name), this.request.asciiHead);
     return true;
   }
 
@@ -417,7 +431,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   /** Waits in the service queue; `failure` is what the client gets when the queue is full. */
   private enqueue(failure: ErrorName | null): void {
     if (this.vs.queue.size >= this.vs.config.max_queue) return this.fail(failure ?? 'QUEUE_FULL');
-    this.queueDeadline = coarseClock.now + this.vs.config.timeouts.queue;
+    this.queueDeadline = coarseClock.now + this.timeouts.queue;
     this.deadline = 0;
     this.enter(Phase.Queued);
     this.queued = true;
@@ -453,14 +467,16 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     }
     if (retry === 'other-server') {
       this.connectRetried = true;
-      this.avoid = server.local;
-      const other = this.vs.balancer.pick(server.local, this.request.client);
-      if (other !== -1 || this.vs.anyServerFull()) {
+      const pool = this.pool;
+      const failed = server.local < 0 ? -1 : pool.indexOf[server.local]; // the fallback server is in no pool
+      this.avoid = failed;
+      const other = pool.balancer.pick(failed, this.request.client, this.sticky);
+      if (other !== -1 || this.vs.anyServerFull(pool.servers)) {
         stats[server.statBase + S.retries]++;
         this.releaseServer();
         // The other server may be full (or another thread, or the queue this release just
         // pumped, filled it): then the retry waits its turn, never stranded.
-        if (other === -1 || !this.sendTo(this.vs.servers[other], false)) this.enqueue(connectFailure(code));
+        if (other === -1 || !this.sendTo(pool.servers[other], false)) this.enqueue(connectFailure(code));
         return;
       }
     }
@@ -568,6 +584,8 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
     res.cork(() => {
       res.writeStatus(`${fallback.status} ${STATUS_TEXT[fallback.status] ?? 'Unavailable'}`).writeHeader('content-type', fallback.contentType).writeHeader('x-carelb-error', ERRORS.NO_SERVER.code);
       if (fallback.retryAfter !== null) res.writeHeader('retry-after', fallback.retryAfter);
+      const local = this.vs.rules?.localHeaders;
+      if (local) for (const [key, value] of local) res.writeHeader(key, value);
       if (close === CloseMode.Advise) res.writeHeader('connection', 'close');
       res.end(fallback.body, endsWithClose(close));
     });
@@ -614,6 +632,7 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
       error: this.errorCode,
       detail: this.errorDetail,
       tls: this.vs.proto === 'https',
+      requestId: this.request.l7 === null || this.request.l7.requestId === '' ? null : this.request.l7.requestId,
     });
   }
 

@@ -104,7 +104,7 @@ export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpReq
       }
       return;
     }
-    const request = copyRequest(req, client, vs.proto, vs.portText, trusted);
+    const request = copyRequest(req, client, vs.proto, vs.portText, trusted, vs.rules);
     const head = request.method === 'HEAD';
     if (request.invalid !== '') return refuseAndClose(vs, res, 'BAD_REQUEST', head, request.invalid);
     const refusal = checkLimits(vs, request);
@@ -114,8 +114,11 @@ export function proxyRequest(vs: ServiceRuntime, res: HttpResponse, req: HttpReq
     if (request.chunked && vs.config.chunked_requests === 'refuse') return refuseAndClose(vs, res, 'LENGTH_REQUIRED', head);
     const wait = vs.admission.rateWait(client);
     if (wait > 0) return refuse(vs, res, 'RATE_LIMITED', head, !listener.lingering && !request.chunked, [['retry-after', String(Math.ceil(wait / 1000))]]);
+    // Content switching (issue 14): one null check for services without routes.
+    const pool = vs.routes === null ? vs.defaultPool : vs.route(request.method, request.target, request.host);
+    if (pool === null) return refuse(vs, res, 'NO_ROUTE', head, !listener.lingering && !request.chunked);
     const faultAt = FAULT_INJECTION ? faultPoint(req.getHeader(FAULT_HEADER)) : FaultPoint.None;
-    const started = new Exchange(vs, res, request, listener, faultAt);
+    const started = new Exchange(vs, res, request, listener, pool, faultAt);
     exchange = started;
     res.onAborted(() => started.onClientAborted());
     if (request.chunked || request.contentLength > 0) res.onData((chunk, isLast) => started.onClientData(chunk, isLast));

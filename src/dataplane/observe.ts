@@ -35,6 +35,8 @@ export interface AccessRecord {
   /** Why carelb failed the request (e.g. the server's TLS error), for operators; never sent to the client. */
   detail: string | null;
   tls: boolean;
+  /** The request id (request_id rule), or null when the service has none: then the field is left out. */
+  requestId: string | null;
 }
 
 export class ThreadObserver {
@@ -68,7 +70,9 @@ export class ThreadObserver {
       `"client":${JSON.stringify(record.client)},"method":${JSON.stringify(record.method)},"path":${JSON.stringify(path)},"status":${record.status},` +
       `"bytes_in":${record.bytesIn},"bytes_out":${record.bytesOut},"duration_ms":${record.totalMs.toFixed(3)},` +
       `"upstream_ms":${record.upstreamMs === null ? 'null' : record.upstreamMs.toFixed(3)},"error":${record.error === null ? 'null' : `"${record.error}"`},` +
-      `${record.detail === null ? '' : `"detail":${JSON.stringify(record.detail)},`}"tls":${record.tls}}`;
+      `${record.detail === null ? '' : `"detail":${JSON.stringify(record.detail)},`}` +
+      // A request id is validated (l7.ts: no quote, backslash or control character): no escaping needed.
+      `${record.requestId === null ? '' : `"request_id":"${record.requestId}",`}"tls":${record.tls}}`;
     this.lines.push(line);
     if (this.lines.length >= LOG_BATCH_LINES) this.flushLines();
   }

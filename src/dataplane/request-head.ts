@@ -14,6 +14,7 @@
  * -Port are set by carelb.
  */
 import type { HttpRequest } from 'uWebSockets.js';
+import type { L7Request, L7Rules } from './l7';
 
 /** What copyRequest does with a request field, by name (names arrive lowercased from uWS). */
 const enum Field {
@@ -88,6 +89,8 @@ export interface RequestInfo {
   /** Header lines and their bytes as received, for the limits. */
   headerCount: number;
   headerBytes: number;
+  /** What the service's L7 rules took from the request (request id, persistence cookie), or null without rules. */
+  l7: L7Request | null;
 }
 
 // Per-thread scratch state for the header callback (one request is copied at a time).
@@ -106,6 +109,10 @@ let hostFields = 0;
 let malformed = '';
 /** The char codes of every field value, OR-ed: 0x80 or above means a value is not ASCII. */
 let valueBits = 0;
+/** The L7 rules of the request being copied (only set while copying through collectRuledHeader). */
+let rules: L7Rules | null = null;
+/** The request id field's value as received ('' when absent). */
+let incomingId = '';
 
 /** RFC 9110 §5.6.2 tchar, as a lookup table (1 = allowed). */
 const TCHAR = new Uint8Array(128);
@@ -193,6 +200,32 @@ function collectHeader(name: string, value: string): void {
   }
 }
 
+/**
+ * collectHeader for a service with L7 rules (l7.ts): the request id field is kept aside (a
+ * valid one is passed on, an invalid one replaced), and fields the rules remove or set are
+ * left out. Dropped fields still count toward the limits and are still syntax-checked.
+ */
+function collectRuledHeader(name: string, value: string): void {
+  const hooks = rules!;
+  if (name === hooks.requestIdName) {
+    incomingId = value;
+  } else if (name === 'cookie' && hooks.cookieName !== '') {
+    // persistence: cookie: the persistence cookie never reaches the server; the others do.
+    const rest = hooks.stripCookie(value);
+    if (rest === value) {
+      collectHeader(name, value);
+      return;
+    }
+    if (rest !== '' && !hooks.dropsRequestField(name)) collected += `cookie: ${rest}\r\n`;
+  } else if (!hooks.dropsRequestField(name)) {
+    collectHeader(name, value);
+    return;
+  }
+  headerCount++;
+  headerBytes += name.length + value.length + 4;
+  if (!isToken(name)) malformed = `invalid header name ${JSON.stringify(name)}`;
+  if (value.length > 0 && hasControl(value)) malformed = `control character in header ${name}`;
+}
 
 /** Whether `encoding` is exactly the `chunked` coding, ignoring case and surrounding whitespace. */
 function isChunkedOnly(encoding: string): boolean {
@@ -250,7 +283,7 @@ function withoutNominated(lines: string, connectionValue: string): string {
  * Copies the request. `clientAddress` is appended to X-Forwarded-For; `proto` and `port` are
  * the virtual service's.
  */
-export function copyRequest(req: HttpRequest, clientAddress: string, proto: string, port: string, trustForwarded: boolean): RequestInfo {
+export function copyRequest(req: HttpRequest, clientAddress: string, proto: string, port: string, trustForwarded: boolean, l7Rules: L7Rules | null = null): RequestInfo {
   const method = req.getCaseSensitiveMethod();
   const url = req.getUrl();
   const query = req.getQuery();
@@ -269,7 +302,18 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   hostFields = 0;
   malformed = '';
   valueBits = 0;
-  req.forEach(collectHeader);
+  // One branch per request: a service without L7 rules copies exactly as before.
+  let l7: L7Request | null = null;
+  if (l7Rules === null) {
+    req.forEach(collectHeader);
+  } else {
+    rules = l7Rules;
+    incomingId = '';
+    l7Rules.foundCookie = '';
+    req.forEach(collectRuledHeader);
+    rules = null;
+    l7 = l7Rules.admit(incomingId);
+  }
   if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') collected = withoutNominated(collected, connection);
   const chunked = transferEncoding !== '';
   const contentLength = lengthText === '' ? -1 : Number(lengthText);
@@ -287,5 +331,5 @@ export function copyRequest(req: HttpRequest, clientAddress: string, proto: stri
   const invalid = malformed || framingProblem(method, target, lengthText, transferEncoding);
   // Names, method and target are ASCII once valid (tokens, origin-form), and so is the address.
   const asciiHead = valueBits < 0x80;
-  return { method, client: clientAddress, target, host, contentLength, chunked, head, asciiHead, headerCount, headerBytes, invalid };
+  return { method, client: clientAddress, target, host, contentLength, chunked, head, asciiHead, headerCount, headerBytes, invalid, l7 };
 }

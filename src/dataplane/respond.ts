@@ -28,6 +28,8 @@ export function respondError(vs: ServiceRuntime, res: HttpResponse, name: ErrorN
   res.cork(() => {
     res.writeStatus(`${error.status} ${error.reason}`).writeHeader('content-type', 'text/plain; charset=utf-8').writeHeader('x-carelb-error', error.code);
     if (headers) for (const [key, value] of headers) res.writeHeader(key, value);
+    const local = vs.rules?.localHeaders;
+    if (local) for (const [key, value] of local) res.writeHeader(key, value);
     if (close === CloseMode.Advise) res.writeHeader('connection', 'close');
     // RFC 9110 §9.3.2: no body in an answer to HEAD, or a kept-alive client reads it as the next response.
     if (head) res.endWithoutBody(0, endsWithClose(close));

@@ -4,7 +4,7 @@
  * flight. Created and used by one thread only.
  */
 import { createBalancer, type Balancer } from '../balance';
-import type { ServerConfig, VirtualServiceConfig } from '../config/schema';
+import type { ServerConfig, TimeoutsConfig, VirtualServiceConfig } from '../config/schema';
 import { ADMIN_HALT, ADMIN_ONLINE, F_WEIGHT, F_ADMIN, F_5XX_STREAK, F_FAIL_STREAK, F_HEALTH, F_INFLIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE, type SharedViews } from '../state/layout';
 import type { SlotPlan } from '../state/plan';
 import { ServerPool } from '../upstream/pool';
@@ -17,7 +17,8 @@ import { ActiveList } from './active-list';
 import type { ThreadObserver } from './observe';
 import type { LatencyRecorder } from '../observe/latency';
 import type { RateTable } from '../state/rate-table';
-import { proxyRequest, redirectToHttps } from './frontend';
+import { hostWithoutPort, proxyRequest, redirectToHttps } from './frontend';
+import { L7Rules } from './l7';
 
 /**
  * Whether a server's pooled connections can serve the reloaded config: same address, TLS
@@ -73,8 +74,8 @@ export class ServerRuntime {
     this.pool = new ServerPool({
       host: config.address.host,
       port: config.address.port,
-      connectTimeoutMs: vsConfig.timeouts.connect,
-      idleMs: vsConfig.timeouts.upstream_idle,
+      connectTimeoutMs: (config.pool_timeouts ?? vsConfig.timeouts).connect,
+      idleMs: (config.pool_timeouts ?? vsConfig.timeouts).upstream_idle,
       maxIdle: vsConfig.max_idle_per_server,
       tls: backendTlsOptions(vsConfig, config),
       invariants: events.invariants,
@@ -120,11 +121,41 @@ export class ServerRuntime {
   carriedInto(config: ServerConfig, local: number, vs: VirtualServiceConfig): ServerRuntime {
     const next = Object.create(ServerRuntime.prototype) as ServerRuntime;
     Object.assign(next, this, { config, local, vsConfig: vs });
-    next.pool.options.connectTimeoutMs = vs.timeouts.connect;
-    next.pool.options.idleMs = vs.timeouts.upstream_idle;
+    next.pool.options.connectTimeoutMs = (config.pool_timeouts ?? vs.timeouts).connect;
+    next.pool.options.idleMs = (config.pool_timeouts ?? vs.timeouts).upstream_idle;
     next.pool.options.maxIdle = vs.max_idle_per_server;
     return next;
   }
+}
+
+/**
+ * A pool of servers with its own balancer: the whole service's servers, or one named pool of
+ * content switching (issue 14). `servers[i]` is the server the balancer's local index i names.
+ */
+export class PoolRuntime {
+  /** Pool-local index of each service server (by ServerRuntime.local), -1 when not in this pool: maps a cookie's server. */
+  readonly indexOf: Int32Array;
+
+  constructor(
+    readonly name: string,
+    readonly servers: ServerRuntime[],
+    readonly balancer: Balancer,
+    serviceSize: number,
+    /** The pool's timeouts (the service's, with the pool's own keys over them). */
+    readonly timeouts: TimeoutsConfig,
+  ) {
+    this.indexOf = new Int32Array(serviceSize).fill(-1);
+    servers.forEach((server, i) => (this.indexOf[server.local] = i));
+  }
+}
+
+/** One content-switching route compiled: lowercase host (exact, or suffix with its dot), path prefix, methods; null = any. */
+interface RouteRuntime {
+  host: string | null;
+  hostSuffix: string | null;
+  pathPrefix: string | null;
+  methods: string[] | null;
+  pool: PoolRuntime;
 }
 
 /** `fallback:` with a local answer, prepared once per config. */
@@ -139,6 +170,10 @@ export interface FallbackResponse {
 export class ServiceRuntime {
   readonly servers: ServerRuntime[];
   readonly balancer: Balancer;
+  /** Where a request goes when no route matches (all servers without content switching), or null (404 CLB_NO_ROUTE). */
+  readonly defaultPool: PoolRuntime | null;
+  /** Content-switching routes in order, or null without pools: then every request takes defaultPool. */
+  readonly routes: RouteRuntime[] | null = null;
   readonly statBase: number;
   readonly errorBase: number;
   readonly proto: string;
@@ -162,6 +197,8 @@ export class ServiceRuntime {
   readonly active = new ActiveList<Exchange>();
   /** Set during shutdown: responses close their connection. */
   closing = false;
+  /** L7 rules compiled from the config (l7.ts), or null: then the request path pays one null check. */
+  readonly rules: L7Rules | null;
 
   constructor(
     readonly config: VirtualServiceConfig,
@@ -186,9 +223,29 @@ export class ServiceRuntime {
       return fresh;
     });
     this.admission = new Admission(config, rates);
+    this.rules = L7Rules.compile(config, plan);
     this.invariants = events.invariants;
     const table = { slots: views.servers, members: Int32Array.from(plan.servers), count: config.servers.length };
     this.balancer = createBalancer(config.balance, table, config.persistence, config.servers.map((s) => s.name));
+    if (config.pools === undefined) {
+      this.defaultPool = new PoolRuntime('', this.servers, this.balancer, this.servers.length, config.timeouts);
+    } else {
+      // Each pool balances over its own servers' slots; a server's pool-local index is its place in the pool.
+      const pools = new Map<string, PoolRuntime>();
+      for (const poolConfig of config.pools) {
+        const members = this.servers.filter((server) => server.config.pool === poolConfig.name);
+        const poolTable = { slots: views.servers, members: Int32Array.from(members, (server) => server.slot), count: members.length };
+        const balancer = createBalancer(poolConfig.balance, poolTable, config.persistence, members.map((server) => server.config.name));
+        pools.set(poolConfig.name, new PoolRuntime(poolConfig.name, members, balancer, this.servers.length, poolConfig.timeouts));
+      }
+      this.defaultPool = config.default_pool === undefined ? null : pools.get(config.default_pool)!;
+      this.routes = config.routes.map((route) => {
+        const host = route.host?.toLowerCase() ?? null;
+        const suffix = host !== null && host.startsWith('*.') ? host.slice(1) : null;
+        const methods = route.method === undefined ? null : typeof route.method === 'string' ? [route.method] : [...route.method];
+        return { host: suffix === null ? host : null, hostSuffix: suffix, pathPrefix: route.path_prefix ?? null, methods, pool: pools.get(route.pool)! };
+      });
+    }
     const fallback = config.fallback;
     if (fallback && 'server' in fallback && plan.fallbackSlot !== undefined) {
       const fallbackConfig: ServerConfig = { name: `${config.name}-fallback`, address: fallback.server, weight: 1, max_conns: 0 };
@@ -235,10 +292,31 @@ export class ServiceRuntime {
 
   private pumping = false;
 
-  /** Whether a server could take requests but is at its max_conns (so waiting makes sense). */
-  anyServerFull(): boolean {
+  /**
+   * The pool for a request by the routes, in order (first match wins), else defaultPool; null
+   * when nothing matches and there is no default (404 CLB_NO_ROUTE). Only called when
+   * `routes` is not null. `host` is the Host field as received (port and case ignored).
+   */
+  route(method: string, target: string, host: string): PoolRuntime | null {
+    const routes = this.routes!;
+    let name: string | null = null;
+    for (let i = 0; i < routes.length; i++) {
+      const route = routes[i];
+      if (route.pathPrefix !== null && !target.startsWith(route.pathPrefix)) continue;
+      if (route.methods !== null && !route.methods.includes(method)) continue;
+      if (route.host !== null || route.hostSuffix !== null) {
+        name ??= hostWithoutPort(host).toLowerCase();
+        if (route.host !== null ? name !== route.host : !(name.length > route.hostSuffix!.length && name.endsWith(route.hostSuffix!))) continue;
+      }
+      return route.pool;
+    }
+    return this.defaultPool;
+  }
+
+  /** Whether a server (of `servers`: a pool's, or all) could take requests but is at its max_conns (so waiting makes sense). */
+  anyServerFull(servers: ServerRuntime[] = this.servers): boolean {
     const slots = this.views.servers;
-    for (const server of this.servers) {
+    for (const server of servers) {
       const max = server.config.max_conns;
       if (max === 0) continue;
       const at = server.slot * SLOT_STRIDE;

@@ -1,6 +1,6 @@
 /**
  * The files a config refers to, for config sync (issue 8): certificates, keys, CA bundles,
- * passphrase files and fallback bodies travel with the config to the peer; nothing else does.
+ * passphrase files, fallback bodies and cookie secrets (issue 14) travel with the config to the peer; nothing else does.
  * Node-specific files (the tokens, the peer's token, the VRRP secret, admin.tls) are never
  * synced: each node keeps its own. The receiver writes every file with a fixed mode by kind
  * (issue 13), never the sender's. Pure functions, no I/O.
@@ -58,6 +58,8 @@ export function referencedFiles(config: Config): ReferencedFile[] {
     backend(vs.backend_tls, `${base}.backend_tls`);
     vs.servers.forEach((server, s) => backend(server.backend_tls, `${base}.servers[${s}].backend_tls`));
     if (vs.fallback && 'body_file' in vs.fallback) add(vs.fallback.body_file, 'body', `${base}.fallback.body_file`);
+    // Both nodes must hold the same cookie secret, or a failover would move every persistent client.
+    add(vs.cookie?.secret_file, 'passphrase', `${base}.cookie.secret_file`);
   });
   return [...found.values()];
 }
@@ -95,6 +97,7 @@ export function withFilePaths(config: Config, map: ReadonlyMap<string, string>):
       backend_tls: backend(vs.backend_tls),
       servers: vs.servers.map((server) => ({ ...server, backend_tls: backend(server.backend_tls) })),
       fallback: vs.fallback && 'body_file' in vs.fallback ? { ...vs.fallback, body_file: swap(vs.fallback.body_file) } : vs.fallback,
+      cookie: vs.cookie ? { ...vs.cookie, secret_file: swap(vs.cookie.secret_file) } : vs.cookie,
     })),
   } as Config;
 }

@@ -36,6 +36,7 @@ function present(check: HealthCheckConfig | undefined): HealthCheckConfig {
  * service-level check, they do not enable one.
  */
 export function resolveHealthCheck(vs: VirtualServiceConfig, server: ServerConfig): ResolvedHealthCheck | null {
-  if (!vs.health_check) return null;
-  return { ...HEALTH_CHECK_DEFAULTS, ...present(vs.health_check), ...present(server.health_check) };
+  // A pool's health_check (content switching, issue 14) enables checks for its servers like the service's.
+  if (!vs.health_check && !server.pool_health_check) return null;
+  return { ...HEALTH_CHECK_DEFAULTS, ...present(vs.health_check), ...present(server.pool_health_check), ...present(server.health_check) };
 }

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { AdminContext, AdminState, ReloadResult } from '../admin/context';
 import { loadConfigText, workerCount } from '../config/load';
 import { checkConfigFiles, type ConfigFileReport } from '../config/config-files';
+import { cookieTokens } from '../balance/cookie';
 import type { SlotPlan } from '../state/plan';
 import type { Config } from '../config/schema';
 import { createLogger, type Logger } from '../observe/log';
@@ -85,6 +86,7 @@ function annotatePlan(config: Config, plan: SlotPlan, report: ConfigFileReport):
     plan.vs[i].tlsFingerprint = report.fingerprints[vs.name];
     plan.vs[i].backendTls = report.backendFingerprints[i];
     plan.vs[i].fallbackBody = report.fallbackBodies[i];
+    if (vs.persistence === 'cookie') plan.vs[i].cookieTokens = cookieTokens(vs.name, vs.servers.map((s) => s.name), report.cookieSecrets[i]);
   });
 }
 

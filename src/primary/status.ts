@@ -12,6 +12,8 @@ import { INVARIANT_KINDS, type InvariantKind } from '../state/invariants';
 
 export interface ServerStatus {
   name: string;
+  /** Its pool, with content switching (issue 14); absent otherwise. */
+  pool?: string;
   address: string;
   weight: number;
   health: 'up' | 'down';
@@ -24,6 +26,8 @@ export interface ServiceStatus {
   name: string;
   listen: string;
   balance: string;
+  /** Content switching: each pool's name, balance and servers (names), in config order; absent without pools. */
+  pools?: { name: string; balance: string; servers: string[] }[];
   counters: Record<VsStat, number>;
   errors: Record<string, number>;
   servers: ServerStatus[];
@@ -35,6 +39,7 @@ export function snapshot(config: Config, plan: SlotPlan, shared: SharedViews): S
     name: vs.name,
     listen: `${vs.listen.host}:${vs.listen.port}`,
     balance: vs.balance,
+    ...(vs.pools === undefined ? {} : { pools: vs.pools.map((p) => ({ name: p.name, balance: p.balance, servers: vs.servers.filter((s) => s.pool === p.name).map((s) => s.name) })) }),
     counters: Object.fromEntries(VS_STATS.map((stat, i) => [stat, sumOverThreads(shared, (t) => layout.vsStat(t, plan.vs[v].slot, i))])) as Record<VsStat, number>,
     errors: Object.fromEntries(ERROR_NAMES.map((name, i) => [name, sumOverThreads(shared, (t) => layout.vsError(t, plan.vs[v].slot, i))])),
     servers: vs.servers.map((server, s) => {
@@ -42,6 +47,7 @@ export function snapshot(config: Config, plan: SlotPlan, shared: SharedViews): S
       const admin = Atomics.load(servers, layout.serverField(global, F_ADMIN));
       return {
         name: server.name,
+        ...(server.pool === undefined ? {} : { pool: server.pool }),
         address: `${server.address.host}:${server.address.port}`,
         weight: Atomics.load(servers, layout.serverField(global, F_WEIGHT)),
         health: Atomics.load(servers, layout.serverField(global, F_HEALTH)) === HEALTH_UP ? 'up' : 'down',

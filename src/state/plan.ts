@@ -19,5 +19,7 @@ export interface SlotPlan {
     backendTls?: (string | undefined)[];
     /** The fallback body_file's bytes, read once by the primary: threads never read the file. */
     fallbackBody?: Uint8Array;
+    /** persistence: cookie: each server's opaque cookie token (same order as `servers`), made by the primary. */
+    cookieTokens?: string[];
   }[];
 }

@@ -116,6 +116,14 @@ test('referenced files: every certificate, key, CA, passphrase and fallback body
   assert.equal(mapped.virtual_services[0].tls!.cert, '/etc/carelb/tls/a.pem');
 });
 
+test('referenced files: a cookie persistence secret travels with the config as a secret (0600) and is mapped', () => {
+  const config = configFrom({
+    virtual_services: [{ name: 'api', listen: '0.0.0.0:80', persistence: 'cookie', cookie: { secret_file: '/etc/carelb/cookie.secret' }, servers: [{ name: 's1', address: '10.0.0.11:80' }] }],
+  });
+  assert.deepEqual(referencedFiles(config), [{ path: '/etc/carelb/cookie.secret', kind: 'passphrase', where: 'virtual_services[0].cookie.secret_file' }]);
+  assert.equal(withFilePaths(config, new Map([['/etc/carelb/cookie.secret', '/tmp/x/0']])).virtual_services[0].cookie!.secret_file, '/tmp/x/0');
+});
+
 test('only absolute, normalized paths may be written', () => {
   assert.equal(unsafePathReason('/etc/carelb/tls/a.pem'), null);
   assert.match(unsafePathReason('tls/a.pem')!, /not an absolute path/);

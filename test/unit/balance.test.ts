@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { LeastConnBalancer } from '../../src/balance/leastconn';
 import { RoundRobinBalancer } from '../../src/balance/roundrobin';
 import { SourceHashBalancer } from '../../src/balance/source-hash';
+import { CookieBalancer, cookieTokens } from '../../src/balance/cookie';
 import type { ServerTable } from '../../src/balance/types';
 import { ADMIN_DRAIN, ADMIN_HALT, ADMIN_ONLINE, F_ADMIN, F_HEALTH, F_INFLIGHT, F_WEIGHT, HEALTH_DOWN, HEALTH_UP, SLOT_STRIDE } from '../../src/state/layout';
 
@@ -107,4 +108,32 @@ test('source-address persistence honours weights', () => {
   const picks = Array.from({ length: 4000 }, (_v, i) => balancer.pick(-1, `client-${i}`));
   const [light, heavy] = counts(picks, 2);
   assert.ok(Math.abs(heavy / light - 3) < 0.45, `${heavy}/${light}`);
+});
+
+test('cookie persistence keeps the named server while up and not halted (drain and weight 0 keep it), else falls back to the balancer', () => {
+  const t = table([1, 1, 1]);
+  const balancer = new CookieBalancer(t, new RoundRobinBalancer(t));
+  assert.equal(balancer.pick(-1, '', 2), 2);
+  t.set(2, F_ADMIN, ADMIN_DRAIN);
+  assert.equal(balancer.pick(-1, '', 2), 2, 'drain keeps its cookie clients');
+  t.set(2, F_WEIGHT, 0);
+  assert.equal(balancer.pick(-1, '', 2), 2, 'weight 0 takes no new clients but keeps its cookie clients');
+  for (let i = 0; i < 6; i++) assert.notEqual(balancer.pick(-1, '', -1), 2, 'no new client on the drained server');
+  t.set(2, F_ADMIN, ADMIN_HALT);
+  assert.notEqual(balancer.pick(-1, '', 2), 2, 'halt moves them');
+  t.set(2, F_ADMIN, ADMIN_ONLINE);
+  t.set(2, F_WEIGHT, 1);
+  t.set(2, F_HEALTH, HEALTH_DOWN);
+  assert.notEqual(balancer.pick(-1, '', 2), 2, 'down moves them');
+  t.set(2, F_HEALTH, HEALTH_UP);
+  assert.notEqual(balancer.pick(2, '', 2), 2, 'a server the request just failed on is excluded');
+  assert.notEqual(balancer.pick(-1, '', 7), 7, 'an index outside the table is ignored');
+});
+
+test('cookie tokens are opaque, stable and depend on the secret', () => {
+  const a = cookieTokens('api', ['api1', 'api2'], undefined);
+  assert.deepEqual(cookieTokens('api', ['api2', 'api1'], undefined), [a[1], a[0]], 'order does not matter');
+  assert.notEqual(a[0], a[1]);
+  assert.ok(a.every((token) => /^[0-9a-f]{16}$/.test(token) && !token.includes('api')));
+  assert.notDeepEqual(cookieTokens('api', ['api1', 'api2'], 'another secret of enough length'), a);
 });

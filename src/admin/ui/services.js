@@ -124,7 +124,8 @@ export class Services {
         const dErr = prev ? server.errors - prev.errors : 0;
         counts.set(key, { requests: server.requests, errors: server.errors });
         const c = r.cells;
-        setText(c.name, server.name);
+        // Content switching: servers come pool by pool; the pool is shown before the name.
+        setText(c.name, server.pool ? `${server.pool} / ${server.name}` : server.name);
         setText(c.address, server.address);
         const hb = c.health.firstChild;
         hb.className = `badge ${server.health}`;

@@ -4,7 +4,8 @@
  * and a TLS virtual service: the inventory with its expiry colours, a PFX made with openssl
  * uploaded through the form (a wrong password first: the API's reason is shown), the new
  * certificate assigned to the TLS service through the Assign dialog, and a real TLS connection
- * then getting the new certificate. A read token sees the table without the upload form and
+ * then getting the new certificate; an SNI assignment (a bad host name refused in the dialog,
+ * the API's SAN warning shown) served for that name only. A read token sees the table without the upload form and
  * the Assign buttons. A screenshot of the panel is written to the test's temp dir and copied to
  * /tmp/carelb-certificates.png. Skipped only where /usr/bin/chromium is absent.
  */
@@ -27,10 +28,10 @@ import { freePort } from '../helpers/ports';
 
 const fingerprint = (pem: string) => new X509Certificate(readFileSync(pem)).fingerprint256;
 
-/** The fingerprint of the certificate a TLS handshake with `port` presents, verified against `ca`. */
-function servedFingerprint(port: number, ca: Buffer[]): Promise<string> {
+/** The fingerprint of the certificate a TLS handshake with `port` for `servername` presents, verified against `ca` (chain only when `anyName`). */
+function servedFingerprint(port: number, ca: Buffer[], servername = 'localhost', anyName = false): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca }, () => {
+    const socket = tls.connect({ host: '127.0.0.1', port, servername, ca, ...(anyName ? { checkServerIdentity: () => undefined } : {}) }, () => {
       resolve(socket.getPeerCertificate().fingerprint256);
       socket.destroy();
     });
@@ -178,6 +179,25 @@ test('the certificates panel lists the inventory with expiry colours; an operate
   await page.locator('#certs-panel').screenshot({ path: screenshot });
   assert.ok(statSync(screenshot).size > 10_000, 'a screenshot was written');
   copyFileSync(screenshot, '/tmp/carelb-certificates.png');
+
+  // An SNI assignment: a bad host name keeps the dialog open; Enter in the field assigns; the
+  // API's SAN coverage warning is shown (soon covers localhost only).
+  await page.getByRole('button', { name: 'Assign soon' }).click();
+  await dialog.waitFor({ state: 'visible' });
+  const host = page.getByLabel('Host name for SNI (optional)');
+  await host.fill('bad host!');
+  await host.press('Enter');
+  assert.equal(await dialog.isVisible(), true, 'an invalid host name is refused in the dialog');
+  await host.fill('soon.example.org');
+  assert.match(await dialog.innerText(), /Sets the certificate of api for clients asking for soon\.example\.org \(SNI\) to soon/);
+  await host.press('Enter');
+  await dialog.waitFor({ state: 'hidden' });
+  const sniNotice = page.locator('#certs-notice.done', { hasText: 'soon is assigned to api for soon.example.org' });
+  await sniNotice.waitFor();
+  assert.match(await sniNotice.innerText(), /Warning: .*soon\.example\.org/);
+  await page.locator('tr[data-cert="soon"] td.used-by', { hasText: 'api sni soon.example.org' }).waitFor();
+  assert.equal(await servedFingerprint(port, ca, 'soon.example.org', true), fingerprint(join(dir, 'soon.pem')), 'the SNI name gets soon');
+  assert.equal(await servedFingerprint(port, ca), fingerprint(second.leaf), 'other names still get second');
 
   // A read token: the same table, no upload form, no Assign button.
   await page.getByRole('button', { name: 'Forget token' }).click();

@@ -35,13 +35,18 @@ export function whenRefused(handler) {
   onRefused = handler;
 }
 
-/** Calls the admin API; resolves { status, body }; rejects with Unauthorized on 401. */
+/**
+ * Calls the admin API; `options.body`, when given, is sent as JSON. Resolves { status, body };
+ * rejects with Unauthorized on 401.
+ */
 export async function api(path, options = {}) {
-  const res = await fetch(path, {
-    method: options.method || 'GET',
-    headers: { Authorization: `Bearer ${token.get()}` },
-    cache: 'no-store',
-  });
+  const headers = { Authorization: `Bearer ${token.get()}` };
+  const init = { method: options.method || 'GET', headers, cache: 'no-store' };
+  if (options.body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(options.body);
+  }
+  const res = await fetch(path, init);
   if (res.status === 401) {
     token.clear();
     onRefused();

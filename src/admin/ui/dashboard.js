@@ -1,8 +1,10 @@
 // The carelb dashboard (issue 15): live status every 2 s from /api/status, 15 minutes of 1 s
 // history from /api/history drawn with uPlot, the last 50 server transitions, and the
-// drain/halt/online actions behind a confirmation dialog (operate token only).
+// drain/halt/online actions behind a confirmation dialog (operate token only), and the
+// certificates panel (issue 14: inventory for every token, upload and assign for operate).
 
 import { api, takeTokenFromFragment, token, Unauthorized, whenRefused } from './api.js';
+import { Certificates } from './certificates.js';
 import { ServerSparks, ServiceChart } from './charts.js';
 import { renderDemo } from './demo.js';
 import { $, setText } from './dom.js';
@@ -15,6 +17,8 @@ const POLL_MS = 2000;
 takeTokenFromFragment();
 
 const services = new Services($('services'));
+// After an upload or assignment: the status (config hash) changed too.
+const certificates = new Certificates(() => poll());
 let history = new History();
 const charts = new Map();
 const sparks = new Map();
@@ -104,8 +108,9 @@ async function pollOnce() {
     const operate = status.role === 'operate';
     const access = $('access');
     access.hidden = operate;
-    setText(access, operate ? '' : 'Signed in with a read-only token: drain, halt and online need an operate token');
+    setText(access, operate ? '' : 'Signed in with a read-only token: drain, halt, online and certificate upload and assignment need an operate token');
     services.render(status);
+    certificates.update(status);
     renderDemo(status.demo, operate, send);
     syncCharts(status);
     await refreshHistory();
@@ -184,6 +189,7 @@ $('forget').addEventListener('click', () => {
   token.clear();
   clearTimeout(timer);
   services.clear();
+  certificates.clear();
   forgetCharts();
   $('access').hidden = true;
   $('demo').hidden = true;

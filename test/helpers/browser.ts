@@ -25,3 +25,20 @@ export async function openBrowser(t: TestContext, options: { viewport?: { width:
   const page = context.pages()[0] ?? (await context.newPage());
   return { context, page };
 }
+
+/** What a page did that a dashboard test asserts on: errors it logged, and every URL it requested. */
+export interface PageWatch {
+  problems: string[];
+  requested: string[];
+}
+
+/** Records page errors, console errors and requested URLs from now on. */
+export function watchPage(page: Page): PageWatch {
+  const watch: PageWatch = { problems: [], requested: [] };
+  page.on('pageerror', (error) => watch.problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') watch.problems.push(`console: ${message.text()}`);
+  });
+  page.on('request', (req) => watch.requested.push(req.url()));
+  return watch;
+}

@@ -22,7 +22,7 @@ import { importCertificate } from '../../src/certs/importer';
 import { loadConfigText } from '../../src/config/load';
 import { runCarelb } from '../../src/primary/run';
 import { startBackend } from '../helpers/backend';
-import { CHROMIUM, openBrowser } from '../helpers/browser';
+import { CHROMIUM, openBrowser, watchPage } from '../helpers/browser';
 import { exportPfx, leafExt, makeChain, sign } from '../helpers/cert-chain';
 import { freePort } from '../helpers/ports';
 
@@ -96,13 +96,7 @@ test('the certificates panel lists the inventory with expiry colours; an operate
 
   const { page } = await openBrowser(t, { viewport: { width: 1400, height: 1000 } });
   page.setDefaultTimeout(20_000);
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
-  });
-  const requested: string[] = [];
-  page.on('request', (req) => requested.push(req.url()));
+  const { problems, requested } = watchPage(page);
 
   await page.goto(`http://127.0.0.1:${adminPort}/#token=${operate}`);
   await page.locator('#certs-panel').waitFor({ state: 'visible' });

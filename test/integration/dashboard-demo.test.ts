@@ -12,7 +12,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CHROMIUM, openBrowser } from '../helpers/browser';
+import { CHROMIUM, openBrowser, watchPage } from '../helpers/browser';
 import { eventually, spawnCli } from '../helpers/carelb';
 import { freePort } from '../helpers/ports';
 
@@ -40,13 +40,7 @@ test('the demo link opens the dashboard signed in; traffic draws the charts; a s
 
   const { page } = await openBrowser(t, { viewport: { width: 1400, height: 1000 } });
   page.setDefaultTimeout(30_000);
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
-  });
-  const requested: string[] = [];
-  page.on('request', (req) => requested.push(req.url()));
+  const { problems, requested } = watchPage(page);
 
   await page.goto(link);
   // Signed in from the fragment: no prompt, the token kept for the tab and gone from the address bar.

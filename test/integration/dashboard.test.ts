@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CHROMIUM, openBrowser } from '../helpers/browser';
+import { CHROMIUM, openBrowser, watchPage } from '../helpers/browser';
 import { startWithAdmin, type AdminHarness } from '../helpers/admin-context';
 import { request } from '../helpers/client';
 
@@ -24,13 +24,7 @@ test('the dashboard asks for the token, shows the servers live, and a confirmed 
 
   const { page } = await openBrowser(t);
   page.setDefaultTimeout(15_000);
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
-  });
-  const requested: string[] = [];
-  page.on('request', (req) => requested.push(req.url()));
+  const { problems, requested } = watchPage(page);
   let documentLoads = 0;
   page.on('domcontentloaded', () => documentLoads++);
 

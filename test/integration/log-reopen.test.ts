@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { startBackend } from '../helpers/backend';
 import { startChild, tempDir, waitForLog } from '../helpers/carelb';
 import { startWithAdmin } from '../helpers/admin-context';
@@ -36,19 +36,26 @@ function pathsIn(file: string): string[] {
     .map((line) => JSON.parse(line).path as string);
 }
 
-test('SIGUSR1 reopens the access log: after a rename, new lines go to the new file and no line is lost', async (t) => {
+/** carelb as a process with `workers` threads, its access log in a temp dir, in front of one backend. */
+async function carelbWithAccessLog(t: TestContext, workers: number) {
   const api = await startBackend('api');
   t.after(() => api.close());
   const dir = tempDir(t);
   const log = join(dir, 'access.log');
   const port = await freePort();
   const child = await startChild(t, {
-    workers: 2,
+    workers,
     pin_workers: false,
     shutdown_grace: '2s',
     access_log: { path: log },
     virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'api', address: api.address }] }],
   });
+  return { dir, log, port, child };
+}
+
+
+test('SIGUSR1 reopens the access log: after a rename, new lines go to the new file and no line is lost', async (t) => {
+  const { dir, log, port, child } = await carelbWithAccessLog(t, 2);
 
   const before = Array.from({ length: 20 }, (_, i) => `/fhir/Patient/before-${i}`);
   const after = Array.from({ length: 20 }, (_, i) => `/fhir/Patient/after-${i}`);
@@ -98,18 +105,7 @@ test('reopening the logs moves the audit log to a new file at its path, no line 
 
 test('logrotate with the shipped deploy/logrotate/carelb rotates a running carelb\'s access log without losing a line', async (t) => {
   if (!has('logrotate')) return t.skip('logrotate is not installed');
-  const api = await startBackend('api');
-  t.after(() => api.close());
-  const dir = tempDir(t);
-  const log = join(dir, 'access.log');
-  const port = await freePort();
-  const child = await startChild(t, {
-    workers: 1,
-    pin_workers: false,
-    shutdown_grace: '2s',
-    access_log: { path: log },
-    virtual_services: [{ name: 'api', listen: `127.0.0.1:${port}`, servers: [{ name: 'api', address: api.address }] }],
-  });
+  const { dir, log, port, child } = await carelbWithAccessLog(t, 1);
   const before = Array.from({ length: 10 }, (_, i) => `/fhir/Patient/before-${i}`);
   const after = Array.from({ length: 10 }, (_, i) => `/fhir/Patient/after-${i}`);
   for (const path of before) assert.equal((await request(port, { path })).status, 200);

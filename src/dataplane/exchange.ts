@@ -431,7 +431,10 @@ export class Exchange implements UpstreamSink, WriterListener, ActiveLinks<Excha
   /** Waits in the service queue; `failure` is what the client gets when the queue is full. */
   private enqueue(failure: ErrorName | null): void {
     if (this.vs.queue.size >= this.vs.config.max_queue) return this.fail(failure ?? 'QUEUE_FULL');
-    this.queueDeadline = coarseClock.now + this.timeouts.queue;
+    // The real clock, not the coarse one: queue timeouts are set in hundreds of milliseconds,
+    // and a coarse clock that lagged (a starved timer) made one fire 12 ms early. Queueing
+    // is the slow path; the sweep compares against Date.now() too.
+    this.queueDeadline = Date.now() + this.timeouts.queue;
     this.deadline = 0;
     this.enter(Phase.Queued);
     this.queued = true;

@@ -1,8 +1,10 @@
 /**
  * A millisecond clock for deadlines (server, body, queue timeouts), refreshed by a timer
  * every CLOCK_TICK_MS instead of read per request: four clock reads per request were a
- * measurable share of the hot path. Deadlines are seconds long, so being up to one tick
- * early is immaterial; latencies still use performance.now(). One per thread (module state).
+ * measurable share of the hot path. Server and body deadlines are seconds long, so being up
+ * to one tick early (more when the thread was starved of CPU) is immaterial; the queue
+ * deadline, often a few hundred ms, reads the real clock (exchange.ts). Latencies still use
+ * performance.now(). One per thread (module state).
  */
 const CLOCK_TICK_MS = 20;
 
